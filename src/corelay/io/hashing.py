@@ -1,0 +1,364 @@
+"""Exact, deterministic content hashing of nested Python/NumPy data, for cache keys.
+
+The single public function, :func:`ext_hash`, walks a tree of supported values and feeds
+one streaming ``xxh3_128`` hasher with a prefix-free sequence of *records*: each record
+starts with a one-byte type tag, and every variable-length payload is preceded by its
+length (8-byte little-endian).  Because the encoding is prefix-free, two different trees
+never produce the same byte stream, so ``((1, 2), 3)`` and ``(1, (2, 3))`` are different
+keys, and so are ``1``, ``1.0``, ``True``, ``numpy.int64(1)``, ``'1'`` and ``b'1'``.
+
+The digest depends only on the values, never on the process: no ``hash()``, ``id()``,
+``pickle`` or ``PYTHONHASHSEED``-dependent iteration order enters it.  Unordered
+containers (``dict``, ``set``, ``frozenset``) are hashed by sorting per-item sub-digests.
+
+Supported values and how they are keyed:
+
+* ``None``, ``bool``, ``int`` (any size: sign and magnitude bytes), ``float`` (exact
+  IEEE-754 bits, so ``0.0 != -0.0`` and NaN payloads matter), ``complex``, ``str``
+  (UTF-8), ``bytes``, ``bytearray`` and ``memoryview`` (raw bytes in C order, plus the
+  view's format and shape).  These are matched by *exact* type: subclasses such as
+  ``IntEnum`` members or ``NamedTuple`` instances are rejected rather than silently
+  hashed like their base type.
+* ``tuple`` and ``list`` (distinct keys for the same items), ``dict``,
+  ``collections.OrderedDict`` and ``collections.defaultdict`` (all three hash alike and
+  insertion order is ignored; keys may be any supported value), ``set`` and
+  ``frozenset`` (distinct from each other).
+* ``pathlib.PurePath`` and subclasses, keyed by ``as_posix()`` under their own tag.
+* ``numpy.ndarray`` (and ``numpy.memmap``): keyed by ``dtype.str``, shape and every byte
+  of the values in C order.  The memory layout does not matter: a strided view, a
+  negative-stride view or a Fortran-ordered array hashes like its C-contiguous copy.  The
+  byte order is part of the dtype, so a ``'>f8'`` array and a ``'<f8'`` array holding the
+  same numbers are *different* keys.  C-contiguous arrays are hashed in place without a
+  copy; other layouts are copied in chunks of at most ``_CHUNK_BYTES`` at a time.
+  Object, structured/void, variable-width string (``StringDType``) and padded
+  ``longdouble`` dtypes raise :class:`TypeError`.
+* NumPy scalars (``numpy.generic``), keyed by ``dtype.str`` and their bytes under a tag
+  distinct from 0-d arrays, and distinct from the Python ``float``/``str``/... that some
+  of them subclass.
+* ``torch.Tensor``, only if ``torch`` has already been imported by the caller (this
+  module never imports it): hashed as ``t.detach().cpu().numpy()``, i.e. exactly like the
+  equal NumPy array.
+
+Anything else raises :class:`TypeError` naming the type and the path of the offending
+node, e.g. ``ext_hash: data[2]['fn']: unsupported type function; accepted: ...``.
+Self-referencing containers raise :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import pathlib
+import struct
+import sys
+from typing import Any, Final
+
+import numpy as np
+import xxhash
+
+__all__ = ["ext_hash"]
+
+# Maximum number of bytes copied at once when hashing a non-C-contiguous array.  Module
+# level (and looked up at call time) so tests can monkeypatch it small.
+_CHUNK_BYTES: int = 16 * 1024 * 1024
+
+# Bump when the encoding changes, so that old cache keys cannot be confused with new ones.
+_FORMAT_PREFIX: Final = b"corelay.ext_hash.v1\x00"
+
+_ACCEPTED: Final = (
+    "None, bool, int, float, complex, str, bytes, bytearray, memoryview, tuple, list, "
+    "dict, OrderedDict, defaultdict, set, frozenset, pathlib.PurePath, numpy.ndarray, "
+    "numpy.memmap, numpy scalars, torch.Tensor (if torch is already imported)"
+)
+
+# NumPy dtype kinds whose items are plain, fully defined bytes.
+_ARRAY_KINDS: Final = frozenset("biufcmMSU")
+
+_U64: Final = struct.Struct("<Q")
+_F64: Final = struct.Struct("<d")
+_C128: Final = struct.Struct("<dd")
+
+# One-byte record tags.
+_T_NONE: Final = b"N"
+_T_TRUE: Final = b"T"
+_T_FALSE: Final = b"F"
+_T_INT_POS: Final = b"i"
+_T_INT_NEG: Final = b"j"
+_T_FLOAT: Final = b"f"
+_T_COMPLEX: Final = b"c"
+_T_STR: Final = b"s"
+_T_BYTES: Final = b"y"
+_T_BYTEARRAY: Final = b"Y"
+_T_MEMORYVIEW: Final = b"m"
+_T_PATH: Final = b"P"
+_T_TUPLE: Final = b"("
+_T_LIST: Final = b"["
+_T_DICT: Final = b"{"
+_T_SET: Final = b"S"
+_T_FROZENSET: Final = b"Z"
+_T_ARRAY: Final = b"A"
+_T_NP_SCALAR: Final = b"G"
+
+_DICT_TYPES: Final = (dict, collections.OrderedDict, collections.defaultdict)
+
+
+class _UnsupportedError(Exception):
+    """Internal: an unsupported node; containers add their path component on unwind."""
+
+    def __init__(self, message: str, *, cycle: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cycle = cycle
+        self.trail: list[str] = []
+
+
+def ext_hash(data: object) -> str:
+    """Return an exact, deterministic content hash of ``data``, for use as a cache key.
+
+    The key is the ``xxh3_128`` hex digest of a tagged, length-prefixed encoding of the
+    tree; see the module docstring for the supported types and how each is keyed.  Any
+    bit difference in a value, a NumPy dtype (including its byte order) or a shape gives a
+    different key; array memory layout and dict/set ordering do not.
+
+    Args:
+        data: The value to hash: a supported scalar, array or (nested) container.
+
+    Returns:
+        A 32-character lowercase hexadecimal string.
+
+    Raises:
+        TypeError: If ``data`` contains a value of an unsupported type, including object,
+            structured and variable-width string NumPy arrays.  The message names the
+            type and the path of the offending node (e.g. ``data[2]['fn']``).
+        ValueError: If a container contains itself.
+    """
+    hasher = xxhash.xxh3_128()
+    hasher.update(_FORMAT_PREFIX)
+    try:
+        _feed(hasher, data, set())
+    except _UnsupportedError as exc:
+        path = "data" + "".join(reversed(exc.trail))
+        message = f"ext_hash: {path}: {exc.message}"
+        if exc.cycle:
+            raise ValueError(message) from None
+        raise TypeError(message) from exc.__cause__
+    return hasher.hexdigest()
+
+
+def _feed(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
+    """Feed the record of ``obj`` (recursively) into ``h``."""
+    t = type(obj)
+    # Scalars, by exact type.  NumPy scalars are tested first: np.float64 subclasses float.
+    if obj is None:
+        h.update(_T_NONE)
+    elif t is bool:
+        h.update(_T_TRUE if obj else _T_FALSE)
+    elif t is int:
+        assert isinstance(obj, int)
+        magnitude = abs(obj)
+        raw = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "little")
+        h.update(_T_INT_NEG if obj < 0 else _T_INT_POS)
+        h.update(_U64.pack(len(raw)))
+        h.update(raw)
+    elif t is float:
+        assert isinstance(obj, float)
+        h.update(_T_FLOAT)
+        h.update(_F64.pack(obj))
+    elif t is complex:
+        assert isinstance(obj, complex)
+        h.update(_T_COMPLEX)
+        h.update(_C128.pack(obj.real, obj.imag))
+    elif t is str:
+        assert isinstance(obj, str)
+        _feed_bytes(h, _T_STR, obj.encode("utf-8", "surrogatepass"))
+    elif t is bytes:
+        assert isinstance(obj, bytes)
+        _feed_bytes(h, _T_BYTES, obj)
+    elif t is bytearray:
+        assert isinstance(obj, bytearray)
+        _feed_bytes(h, _T_BYTEARRAY, obj)
+    elif t is memoryview:
+        assert isinstance(obj, memoryview)
+        _feed_memoryview(h, obj)
+    elif t is np.ndarray or t is np.memmap:
+        assert isinstance(obj, np.ndarray)
+        _feed_array(h, _T_ARRAY, obj)  # pyright: ignore[reportUnknownArgumentType]
+    elif isinstance(obj, np.generic):
+        _feed_array(h, _T_NP_SCALAR, np.asarray(obj))
+    elif isinstance(obj, pathlib.PurePath):
+        _feed_bytes(h, _T_PATH, obj.as_posix().encode("utf-8", "surrogatepass"))
+    elif t is tuple or t is list or t in _DICT_TYPES or t is set or t is frozenset:
+        key = id(obj)  # Only for cycle detection; never part of the digest.
+        if key in active:
+            raise _UnsupportedError("container contains itself", cycle=True)
+        active.add(key)
+        try:
+            _feed_container(h, obj, active)
+        finally:
+            active.discard(key)
+    else:
+        array = _torch_to_numpy(obj)
+        if array is None:
+            raise _UnsupportedError(f"unsupported type {_type_name(t)}; accepted: {_ACCEPTED}")
+        _feed_array(h, _T_ARRAY, array)
+
+
+def _feed_container(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
+    """Feed a tuple, list, dict or set record into ``h``."""
+    if isinstance(obj, tuple | list):
+        seq: tuple[object, ...] | list[object] = obj  # pyright: ignore[reportUnknownVariableType]
+        h.update(_T_TUPLE if isinstance(seq, tuple) else _T_LIST)
+        h.update(_U64.pack(len(seq)))
+        for index, item in enumerate(seq):
+            try:
+                _feed(h, item, active)
+            except _UnsupportedError as exc:
+                exc.trail.append(f"[{index}]")
+                raise
+    elif isinstance(obj, dict):
+        mapping: dict[object, object] = obj  # pyright: ignore[reportUnknownVariableType]
+        digests: list[bytes] = []
+        for k, v in mapping.items():
+            entry = xxhash.xxh3_128()  # key record then value record: one digest per entry
+            try:
+                _feed(entry, k, active)
+            except _UnsupportedError as exc:
+                exc.trail.append(f"<key {_short_repr(k)}>")
+                raise
+            try:
+                _feed(entry, v, active)
+            except _UnsupportedError as exc:
+                exc.trail.append(f"[{_short_repr(k)}]")
+                raise
+            digests.append(entry.digest())
+        _feed_digests(h, _T_DICT, digests)
+    else:
+        assert isinstance(obj, set | frozenset)
+        members: set[object] | frozenset[object] = obj  # pyright: ignore[reportUnknownVariableType]
+        digests = []
+        for item in members:
+            member = xxhash.xxh3_128()
+            try:
+                _feed(member, item, active)
+            except _UnsupportedError as exc:
+                exc.trail.append(f"{{{_short_repr(item)}}}")
+                raise
+            digests.append(member.digest())
+        _feed_digests(h, _T_SET if isinstance(members, set) else _T_FROZENSET, digests)
+
+
+def _feed_digests(h: xxhash.xxh3_128, tag: bytes, digests: list[bytes]) -> None:
+    """Feed an unordered container record: its tag, size and its sorted item digests."""
+    digests.sort()
+    h.update(tag)
+    h.update(_U64.pack(len(digests)))
+    h.update(b"".join(digests))
+
+
+def _feed_bytes(h: xxhash.xxh3_128, tag: bytes, payload: bytes | bytearray) -> None:
+    """Feed a tagged, length-prefixed byte string record."""
+    h.update(tag)
+    h.update(_U64.pack(len(payload)))
+    h.update(payload)
+
+
+def _feed_memoryview(h: xxhash.xxh3_128, view: memoryview) -> None:
+    """Feed a memoryview: its format, shape and raw bytes in C order."""
+    _feed_bytes(h, _T_MEMORYVIEW, view.format.encode("ascii"))
+    shape = view.shape or ()
+    h.update(_U64.pack(len(shape)))
+    for dim in shape:
+        h.update(_U64.pack(dim))
+    h.update(_U64.pack(view.nbytes))
+    if view.c_contiguous:
+        h.update(view)
+    else:
+        h.update(view.tobytes())
+
+
+def _feed_array(h: xxhash.xxh3_128, tag: bytes, arr: np.ndarray[Any, np.dtype[Any]]) -> None:
+    """Feed an array record: tag, dtype string, shape, then every value byte in C order."""
+    dtype = arr.dtype
+    if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None:
+        what = {
+            "O": "object arrays hold references, not values",
+            "V": "structured and void dtypes are not supported",
+            "T": "variable-width StringDType arrays are not supported; use a 'U' dtype",
+        }.get(dtype.kind, "only bool, integer, float, complex, datetime and S/U strings")
+        raise _UnsupportedError(f"unsupported NumPy dtype {dtype!r} ({what})")
+    if (dtype.char == "g" and dtype.itemsize != 8) or (dtype.char == "G" and dtype.itemsize != 16):
+        raise _UnsupportedError(
+            f"unsupported NumPy dtype {dtype!r}: long double has a platform-specific, "
+            "padded layout; cast to float64/complex128 first"
+        )
+    _feed_bytes(h, tag, dtype.str.encode("ascii"))
+    h.update(_U64.pack(arr.ndim))
+    for dim in arr.shape:
+        h.update(_U64.pack(dim))
+    h.update(_U64.pack(arr.nbytes))
+    _feed_array_data(h, arr)
+
+
+def _feed_array_data(h: xxhash.xxh3_128, arr: np.ndarray[Any, np.dtype[Any]]) -> None:
+    """Feed the bytes of ``arr`` in C order, copying at most about ``_CHUNK_BYTES`` at once."""
+    if arr.nbytes == 0:
+        return
+    if arr.flags.c_contiguous:
+        h.update(_byte_view(arr))
+        return
+    chunk_bytes = _CHUNK_BYTES
+    row_bytes = arr.itemsize * math.prod(arr.shape[1:])
+    if row_bytes > chunk_bytes and arr.ndim > 1:
+        for row in arr:
+            _feed_array_data(h, row)
+        return
+    rows_per_chunk = max(1, chunk_bytes // row_bytes)
+    for start in range(0, arr.shape[0], rows_per_chunk):
+        h.update(_byte_view(np.ascontiguousarray(arr[start : start + rows_per_chunk])))
+
+
+def _byte_view(arr: np.ndarray[Any, np.dtype[Any]]) -> memoryview:
+    """Return a flat ``uint8`` memoryview of the C-contiguous ``arr``, without copying.
+
+    ``reshape(-1)`` of a C-contiguous array is always a view, and viewing it as ``uint8``
+    gives a buffer whose format any consumer accepts (NumPy refuses to export e.g.
+    datetime64 buffers with their own format).
+    """
+    return memoryview(arr.reshape(-1).view(np.uint8))
+
+
+def _torch_to_numpy(obj: object) -> np.ndarray[Any, np.dtype[Any]] | None:
+    """Return ``obj`` as a NumPy array if it is a tensor of an already imported torch."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return None
+    tensor_type: Any = getattr(torch, "Tensor", None)
+    if not isinstance(tensor_type, type) or not isinstance(obj, tensor_type):
+        return None
+    tensor: Any = obj
+    try:
+        array: object = tensor.detach().cpu().numpy()
+    except Exception as exc:  # e.g. bfloat16, which NumPy cannot represent
+        error = _UnsupportedError(
+            f"torch.Tensor cannot be converted to NumPy ({type(exc).__name__}: {exc})"
+        )
+        raise error from exc
+    if not isinstance(array, np.ndarray):
+        raise _UnsupportedError("torch.Tensor.numpy() did not return a numpy.ndarray")
+    return array  # pyright: ignore[reportUnknownVariableType]
+
+
+def _type_name(t: type) -> str:
+    """Return a readable name of ``t``: ``function``, ``numpy.ma.MaskedArray``, ..."""
+    if t.__module__ == "builtins":
+        return t.__qualname__
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _short_repr(obj: object, limit: int = 40) -> str:
+    """Return ``repr(obj)`` cut to ``limit`` characters, for error paths."""
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{_type_name(type(obj))}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,373 @@
+"""Read and write the intermediate results of analysis pipelines in HDF5 and pickle files.
+
+Every class of the reference API lives here; the file formats are implemented by one private
+codec module per backend.
+"""
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import KeysView
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
+
+import h5py
+
+from corelay._typecheck import typechecked
+from corelay.base import Param
+from corelay.io import _hdf5
+from corelay.io._keys import TEMP_PREFIX, split_key
+from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.tree import (
+    RecursiveHashTuple,
+    RecursiveNumPyArrayTuple,
+    StringInfo,
+    TreeInput,
+    validate,
+)
+from corelay.plugboard import Plugboard
+
+__all__ = [
+    "DataStorageBase",
+    "HDF5Storage",
+    "NoDataSource",
+    "NoDataTarget",
+    "NoStorage",
+    "RecursiveHashTuple",
+    "RecursiveNumPyArrayTuple",
+    "Storable",
+    "StringInfo",
+]
+
+Mode = Literal["r", "w", "a"]
+_MODES = ("r", "w", "a")
+
+
+@runtime_checkable
+class Storable(Protocol):
+    """Anything with the ``read(data_in, meta)`` and ``write(data_out, data_in, meta)`` methods."""
+
+    def read(self, data_in: Any, meta: Any) -> Any:
+        """Returns the output that was produced from ``data_in`` with ``meta``, if stored.
+
+        Raises:
+            NoDataSource: Nothing is stored for them.
+        """
+        ...
+
+    def write(self, data_out: Any, data_in: Any, meta: Any) -> None:
+        """Stores ``data_out``, the output produced from ``data_in`` with ``meta``."""
+        ...
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in _MODES:
+        raise ValueError(f"invalid mode {mode!r}; expected 'r', 'w' or 'a'")
+
+
+@typechecked
+class DataStorageBase(ABC, Plugboard):
+    """The base class of key-value stores of result trees.
+
+    A storage is a context manager; ``storage[key]``, ``storage[key] = value`` and
+    ``key in storage`` address the entry at ``key``, and :meth:`at` gives a view on another key
+    that shares the open file.
+    """
+
+    #: The underlying file object; ``None`` when the storage is not backed by a file.
+    io: Any
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Initializes the declared parameters.
+
+        Args:
+            **kwargs: Values of the parameters declared by the subclass.
+
+        Raises:
+            TypeError: An unknown parameter name, or a value of the wrong type.
+        """
+        super().__init__(**kwargs)
+        self.io = None
+
+    @abstractmethod
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the stored data.
+
+        Args:
+            data_in: The input the data was produced from (unused by key-value stores).
+            meta: Identifying information about the data (unused by key-value stores).
+
+        Raises:
+            NoDataSource: Nothing is stored.
+
+        Returns:
+            The stored data.
+        """
+
+    @abstractmethod
+    def write(self, data_out: Any, data_in: Any = None, meta: Any = None) -> None:
+        """Stores ``data_out``.
+
+        Args:
+            data_out: The data to store.
+            data_in: The input the data was produced from (unused by key-value stores).
+            meta: Identifying information about the data (unused by key-value stores).
+        """
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """Tells whether data is stored.
+
+        Returns:
+            ``True`` if data is stored.
+        """
+
+    @abstractmethod
+    def keys(self) -> KeysView[str]:
+        """Lists the stored keys.
+
+        Returns:
+            The keys.
+        """
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __getitem__(self, key: str) -> Any:
+        """Reads the data stored at ``key``, whatever key this storage is set to."""
+        return self.at(data_key=key).read()
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Stores ``value`` at ``key``, whatever key this storage is set to."""
+        self.at(data_key=key).write(value)
+
+    def __contains__(self, key: str) -> bool:
+        """Tells whether data is stored at ``key``."""
+        return self.at(data_key=key).exists()
+
+    def __bool__(self) -> bool:
+        """Tells whether the storage is backed by a store: ``True`` unless it is a NoStorage."""
+        return True
+
+    def close(self) -> None:
+        """Closes the underlying file, for this storage and all views on it; closing twice is
+        harmless."""
+        if self.io is not None:
+            self.io.close()
+
+
+@typechecked
+class NoStorage(DataStorageBase):
+    """A storage that stores nothing: reading raises :class:`NoDataSource`, writing
+    :class:`NoDataTarget`. A pipeline given one simply computes every step."""
+
+    def __bool__(self) -> bool:
+        """Returns ``False``: nothing backs this storage."""
+        return False
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Raises :class:`NoDataSource`: nothing is ever stored.
+
+        Args:
+            data_in: Ignored.
+            meta: Ignored.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def write(self, data_out: Any, data_in: Any = None, meta: Any = None) -> None:
+        """Raises :class:`NoDataTarget`: nothing can be stored.
+
+        Args:
+            data_out: Ignored.
+            data_in: Ignored.
+            meta: Ignored.
+
+        Raises:
+            NoDataTarget: Always.
+        """
+        raise NoDataTarget()
+
+    def exists(self) -> bool:
+        """Raises :class:`NoDataSource`: there is no store to look in.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def keys(self) -> KeysView[str]:
+        """Raises :class:`NoDataSource`: there is no store to list.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def at(self, **kwargs: Any) -> Self:
+        """Returns this storage: a NoStorage has no parameters that could differ.
+
+        Args:
+            **kwargs: Ignored, so that ``storage[key]`` raises what reading and writing raise.
+        """
+        return self
+
+
+@typechecked
+class HDF5Storage(DataStorageBase):
+    """A key-value store of result trees in an HDF5 file.
+
+    Each key is a group or dataset at the top of the file (``'a/b'`` addresses nested groups).
+    Dicts, tuples and lists become groups, leaves become datasets, and the node kind is recorded
+    in an attribute so that every tree reads back exactly; files from other tools read as plain
+    groups and datasets. A write validates the whole tree first, writes it under a temporary
+    name, swaps it into place and flushes the file: a key holds the old or the new value, never
+    a mix, and a returned write survives the process being killed.
+    """
+
+    data_key: Annotated[str | None, Param(str)]
+    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address."""
+
+    io: h5py.File
+    """The open HDF5 file."""
+
+    def __init__(
+        self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
+    ) -> None:
+        """Opens the HDF5 file.
+
+        Args:
+            path: The file.
+            mode: ``'r'`` reads an existing file; ``'w'`` creates the file, replacing an existing
+                one; ``'a'`` reads and writes, creating the file if it does not exist.
+            data_key: The key to address; may be given later with :meth:`at` or ``[]``.
+            **kwargs: Other parameters of the storage.
+
+        Raises:
+            ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'a'``, or ``data_key`` is invalid.
+            TypeError: An unknown parameter or a value of the wrong type.
+            FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
+        """
+        _check_mode(mode)
+        super().__init__(data_key=data_key, **kwargs)
+        if data_key is not None:
+            split_key(data_key)
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(f"no HDF5 file at {str(path)!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.io = h5py.File(path, mode)
+
+    def _open_file(self) -> h5py.File:
+        if not self.io:
+            raise ValueError(f"I/O operation on a closed HDF5Storage ({str(self.path)!r})")
+        return self.io
+
+    def _key(self) -> str:
+        if self.data_key is None:
+            raise TypeError("HDF5Storage has no data_key: set it, or use storage[key] or at()")
+        split_key(self.data_key)
+        return self.data_key
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the tree stored at :attr:`data_key`.
+
+        Args:
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+
+        Returns:
+            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
+        """
+        file = self._open_file()
+        key = self._key()
+        obj = file.get(key)
+        if obj is None:
+            raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
+        try:
+            return _hdf5.read_node(obj)
+        except KeyError as error:
+            raise NoDataSource(f"incomplete entry at key {key!r}: {error}") from error
+
+    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
+        """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
+
+        Args:
+            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
+                and lists of them, at any depth.
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, the key or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
+        file = self._open_file()
+        key = self._key()
+        if self.mode == "r":
+            raise NoDataTarget(f"HDF5Storage {str(self.path)!r} is open read-only ('r')")
+        node = validate(data_out)
+        *group_names, name = split_key(key)
+        parent = self._parent_group(file, group_names, key)
+        temp_name = TEMP_PREFIX + name
+        if temp_name in parent:
+            del parent[temp_name]
+        try:
+            _hdf5.write_node(parent, temp_name, data_out, node)
+        except BaseException:
+            if temp_name in parent:
+                del parent[temp_name]
+            raise
+        if name in parent:
+            del parent[name]
+        parent.move(temp_name, name)
+        file.flush()
+
+    @staticmethod
+    def _parent_group(file: h5py.File, names: list[str], key: str) -> h5py.Group:
+        group: h5py.Group = file
+        for depth, name in enumerate(names):
+            child = group.get(name)
+            if child is None:
+                child = group.create_group(name)
+            elif not isinstance(child, h5py.Group):
+                where = "/".join(names[: depth + 1])
+                raise ValueError(f"cannot write key {key!r}: {where!r} is a dataset, not a group")
+            group = child
+        return group
+
+    def exists(self) -> bool:
+        """Tells whether data is stored at :attr:`data_key`.
+
+        Raises:
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+        """
+        return self._key() in self._open_file()
+
+    def keys(self) -> KeysView[str]:
+        """Lists the keys at the top level of the file.
+
+        Raises:
+            ValueError: The storage is closed.
+        """
+        names = self._open_file().keys()
+        return KeysView({name: None for name in names if not name.startswith(TEMP_PREFIX)})

@@ -1,0 +1,214 @@
+"""The stored tree: what the storages accept and return, described by Pydantic models.
+
+:func:`validate` walks a Python value node by node (never element by element, never copying an
+array) and returns its description, or raises naming the path of the first node that cannot be
+stored. The backends write only described trees.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeAlias
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from corelay.io._keys import name_problem
+
+__all__ = [
+    "ArrayNode",
+    "ContainerKind",
+    "DictNode",
+    "Node",
+    "NumpyScalarNode",
+    "RecursiveHashTuple",
+    "RecursiveNumPyArrayTuple",
+    "ScalarKind",
+    "ScalarNode",
+    "SequenceNode",
+    "StringInfo",
+    "TreeInput",
+    "validate",
+]
+
+RecursiveNumPyArrayTuple: TypeAlias = tuple["np.ndarray[Any, Any] | RecursiveNumPyArrayTuple", ...]
+"""A tuple of arrays or of such tuples, at any depth: what ``HashedHDF5`` stores."""
+
+RecursiveHashTuple: TypeAlias = tuple["str | RecursiveHashTuple", ...]
+"""A tuple of hash strings or of such tuples, mirroring a :data:`RecursiveNumPyArrayTuple`."""
+
+if TYPE_CHECKING:
+    TreeInput: TypeAlias = (
+        "np.ndarray[Any, Any] | np.generic[Any] | bool | int | float | complex | str | bytes | "
+        "None | Mapping[str, TreeInput] | Sequence[TreeInput]"
+    )
+    """What the storages' ``write`` accepts, for static type checkers.
+
+    ``Mapping`` and ``Sequence`` stand for ``dict``, ``tuple`` and ``list`` because those are
+    invariant in their item types; at run time :func:`validate` checks the tree exactly.
+    """
+else:
+    # Run-time checks of trees are :func:`validate`'s job: it walks every node and names the path
+    # of a bad one, where beartype would sample one item per container.
+    TreeInput = object
+
+
+class StringInfo(NamedTuple):
+    """How strings are encoded, as :func:`h5py.check_string_dtype` reports it."""
+
+    encoding: str
+    """The encoding of the strings, ``'utf-8'`` or ``'ascii'``."""
+
+    length: int | None
+    """The fixed length in bytes, or ``None`` for variable-length strings."""
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ArrayNode(_Node):
+    """A NumPy array leaf: its dtype and shape, and the string encoding of string arrays."""
+
+    kind: Literal["ndarray"] = "ndarray"
+    dtype: str = Field(description="The NumPy dtype string, for example '<f8' or '<U5'.")
+    shape: tuple[int, ...] = Field(description="The array's shape; () for a 0-d array.")
+    string_info: StringInfo | None = Field(
+        default=None,
+        description="How strings are stored: 'ascii' for bytes ('S'), 'utf-8' for unicode ('U'); "
+        "the length is known once written.",
+    )
+
+
+class NumpyScalarNode(_Node):
+    """A NumPy scalar leaf (an instance of ``numpy.generic``)."""
+
+    kind: Literal["generic"] = "generic"
+    dtype: str = Field(description="The NumPy dtype string of the scalar.")
+    string_info: StringInfo | None = Field(default=None, description="As for arrays.")
+
+
+ScalarKind: TypeAlias = Literal["bool", "int", "float", "complex", "str", "bytes", "none"]
+"""The Python scalar leaves."""
+
+
+class ScalarNode(_Node):
+    """A Python scalar leaf: ``bool``, ``int`` (int64 range), ``float``, ``complex``, ``str``,
+    ``bytes`` or ``None``."""
+
+    kind: ScalarKind
+
+
+ContainerKind: TypeAlias = Literal["tuple", "list"]
+"""The sequence containers."""
+
+
+class DictNode(_Node):
+    """A ``dict`` with ``str`` keys; the order of ``children`` is the dict's order."""
+
+    kind: Literal["dict"] = "dict"
+    children: dict[str, "Node"] = Field(description="The entries, in the dict's order.")
+
+
+class SequenceNode(_Node):
+    """A ``tuple`` or ``list``; ``items`` in order."""
+
+    kind: ContainerKind
+    items: list["Node"] = Field(description="The items, in order.")
+
+
+Node: TypeAlias = Annotated[
+    ArrayNode | NumpyScalarNode | ScalarNode | DictNode | SequenceNode,
+    Field(discriminator="kind"),
+]
+"""A node of the stored tree, discriminated by its ``kind``."""
+
+DictNode.model_rebuild()
+SequenceNode.model_rebuild()
+
+_INT64 = np.iinfo(np.int64)
+_FLOAT_SIZES = (2, 4, 8)
+_COMPLEX_SIZES = (8, 16)
+_ACCEPTED = (
+    "numpy arrays and scalars of bool, int, uint, float16/32/64, complex64/128, bytes (S) or "
+    "unicode (U); bool, int, float, complex, str, bytes, None; dict with str keys, tuple, list"
+)
+_PYTHON_SCALARS: dict[type, ScalarKind] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    complex: "complex",
+    str: "str",
+    bytes: "bytes",
+    type(None): "none",
+}
+# Leaves of one kind share one immutable node.
+_SCALAR_NODES = {kind: ScalarNode(kind=kind) for kind in _PYTHON_SCALARS.values()}
+
+
+def _dtype_problem(dtype: np.dtype[Any]) -> str | None:
+    kind, size = dtype.kind, dtype.itemsize
+    if kind in "biuSU" and dtype.fields is None and dtype.subdtype is None:
+        return None
+    if (kind == "f" and size in _FLOAT_SIZES) or (kind == "c" and size in _COMPLEX_SIZES):
+        return None
+    if kind == "O":
+        return "object dtype"
+    if dtype.fields is not None:
+        return f"structured dtype {dtype}"
+    return f"dtype {dtype}"
+
+
+def _string_info(dtype: np.dtype[Any]) -> StringInfo | None:
+    if dtype.kind == "S":
+        return StringInfo("ascii", dtype.itemsize)
+    if dtype.kind == "U":
+        return StringInfo("utf-8", None)
+    return None
+
+
+def validate(tree: object, path: str = "data_out") -> Node:
+    """Describes ``tree`` node by node, or raises for the first node that cannot be stored.
+
+    Args:
+        tree: The value to describe.
+        path: How to name the root in error messages.
+
+    Raises:
+        TypeError: A node has an unsupported type or dtype, or a dict has a non-``str`` key.
+        ValueError: A dict key is empty, contains ``/``, is ``.`` or ``..``, or an ``int`` is
+            outside the int64 range.
+
+    Returns:
+        The description of ``tree``.
+    """
+    # Exact type checks: a subclass (an IntEnum, a namedtuple) would not read back as itself.
+    kind = _PYTHON_SCALARS.get(type(tree))
+    if kind is not None:
+        if kind == "int" and not _INT64.min <= tree <= _INT64.max:  # type: ignore[operator]
+            raise ValueError(f"{path}: int {tree} is outside the int64 range")
+        return _SCALAR_NODES[kind]
+    if isinstance(tree, np.ndarray | np.generic):
+        if isinstance(tree, np.ma.MaskedArray):
+            raise TypeError(f"{path}: unsupported type MaskedArray (its mask would be lost)")
+        dtype: np.dtype[Any] = tree.dtype
+        problem = _dtype_problem(dtype)
+        if problem is not None:
+            raise TypeError(f"{path}: unsupported {problem}; accepted: {_ACCEPTED}")
+        if isinstance(tree, np.generic):
+            return NumpyScalarNode(dtype=dtype.str, string_info=_string_info(dtype))
+        return ArrayNode(dtype=dtype.str, shape=tree.shape, string_info=_string_info(dtype))
+    if isinstance(tree, dict):
+        children: dict[str, Node] = {}
+        for key, value in tree.items():  # pyright: ignore[reportUnknownVariableType]
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"{path}: dict key {key!r} is {type(key).__name__}; keys must be str"
+                )
+            problem = name_problem(key)
+            if problem is not None:
+                raise ValueError(f"{path}: invalid dict key: {problem}")
+            children[key] = validate(value, f"{path}[{key!r}]")
+        return DictNode(children=children)
+    if type(tree) is tuple or type(tree) is list:
+        items = [validate(item, f"{path}[{index}]") for index, item in enumerate(tree)]  # pyright: ignore[reportUnknownArgumentType]
+        return SequenceNode(kind="tuple" if type(tree) is tuple else "list", items=items)
+    raise TypeError(f"{path}: unsupported type {type(tree).__qualname__}; accepted: {_ACCEPTED}")
