@@ -51,7 +51,7 @@ import math
 import pathlib
 import struct
 import sys
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, cast
 
 import numpy as np
 import xxhash
@@ -101,6 +101,10 @@ _T_NP_SCALAR: Final = b"G"
 
 _DICT_TYPES: Final = (dict, collections.OrderedDict, collections.defaultdict)
 
+_Array: TypeAlias = "np.ndarray[Any, np.dtype[Any]]"
+_Seq: TypeAlias = "tuple[object, ...] | list[object]"
+_Set: TypeAlias = "set[object] | frozenset[object]"
+
 
 class _UnsupportedError(Exception):
     """Internal: an unsupported node; containers add their path component on unwind."""
@@ -146,45 +150,42 @@ def ext_hash(data: object) -> str:
 
 
 def _feed(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
-    """Feed the record of ``obj`` (recursively) into ``h``."""
+    """Feed the record of ``obj`` (recursively) into ``h``.
+
+    Built-in types are matched by exact type (``type(obj) is ...``), which keeps ``bool``
+    apart from ``int`` and NumPy scalars such as ``numpy.float64`` apart from ``float``.
+    """
     t = type(obj)
-    # Scalars, by exact type.  NumPy scalars are tested first: np.float64 subclasses float.
     if obj is None:
         h.update(_T_NONE)
     elif t is bool:
         h.update(_T_TRUE if obj else _T_FALSE)
     elif t is int:
-        assert isinstance(obj, int)
-        magnitude = abs(obj)
+        value = cast(int, obj)
+        magnitude = abs(value)
         raw = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "little")
-        h.update(_T_INT_NEG if obj < 0 else _T_INT_POS)
+        h.update(_T_INT_NEG if value < 0 else _T_INT_POS)
         h.update(_U64.pack(len(raw)))
         h.update(raw)
     elif t is float:
-        assert isinstance(obj, float)
         h.update(_T_FLOAT)
-        h.update(_F64.pack(obj))
+        h.update(_F64.pack(cast(float, obj)))
     elif t is complex:
-        assert isinstance(obj, complex)
+        number = cast(complex, obj)
         h.update(_T_COMPLEX)
-        h.update(_C128.pack(obj.real, obj.imag))
+        h.update(_C128.pack(number.real, number.imag))
     elif t is str:
-        assert isinstance(obj, str)
-        _feed_bytes(h, _T_STR, obj.encode("utf-8", "surrogatepass"))
+        _feed_bytes(h, _T_STR, cast(str, obj).encode("utf-8", "surrogatepass"))
     elif t is bytes:
-        assert isinstance(obj, bytes)
-        _feed_bytes(h, _T_BYTES, obj)
+        _feed_bytes(h, _T_BYTES, cast(bytes, obj))
     elif t is bytearray:
-        assert isinstance(obj, bytearray)
-        _feed_bytes(h, _T_BYTEARRAY, obj)
+        _feed_bytes(h, _T_BYTEARRAY, cast(bytearray, obj))
     elif t is memoryview:
-        assert isinstance(obj, memoryview)
-        _feed_memoryview(h, obj)
+        _feed_memoryview(h, cast(memoryview, obj))
     elif t is np.ndarray or t is np.memmap:
-        assert isinstance(obj, np.ndarray)
-        _feed_array(h, _T_ARRAY, obj)  # pyright: ignore[reportUnknownArgumentType]
+        _feed_array(h, _T_ARRAY, cast(_Array, obj))
     elif isinstance(obj, np.generic):
-        _feed_array(h, _T_NP_SCALAR, np.asarray(obj))
+        _feed_array(h, _T_NP_SCALAR, np.asarray(cast(object, obj)))  # 0-d, same dtype
     elif isinstance(obj, pathlib.PurePath):
         _feed_bytes(h, _T_PATH, obj.as_posix().encode("utf-8", "surrogatepass"))
     elif t is tuple or t is list or t in _DICT_TYPES or t is set or t is frozenset:
@@ -193,7 +194,12 @@ def _feed(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
             raise _UnsupportedError("container contains itself", cycle=True)
         active.add(key)
         try:
-            _feed_container(h, obj, active)
+            if t is tuple or t is list:
+                _feed_sequence(h, _T_TUPLE if t is tuple else _T_LIST, cast(_Seq, obj), active)
+            elif t in _DICT_TYPES:
+                _feed_dict(h, cast("dict[object, object]", obj), active)
+            else:
+                _feed_set(h, _T_SET if t is set else _T_FROZENSET, cast(_Set, obj), active)
         finally:
             active.discard(key)
     else:
@@ -203,48 +209,49 @@ def _feed(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
         _feed_array(h, _T_ARRAY, array)
 
 
-def _feed_container(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
-    """Feed a tuple, list, dict or set record into ``h``."""
-    if isinstance(obj, tuple | list):
-        seq: tuple[object, ...] | list[object] = obj  # pyright: ignore[reportUnknownVariableType]
-        h.update(_T_TUPLE if isinstance(seq, tuple) else _T_LIST)
-        h.update(_U64.pack(len(seq)))
-        for index, item in enumerate(seq):
-            try:
-                _feed(h, item, active)
-            except _UnsupportedError as exc:
-                exc.trail.append(f"[{index}]")
-                raise
-    elif isinstance(obj, dict):
-        mapping: dict[object, object] = obj  # pyright: ignore[reportUnknownVariableType]
-        digests: list[bytes] = []
-        for k, v in mapping.items():
-            entry = xxhash.xxh3_128()  # key record then value record: one digest per entry
-            try:
-                _feed(entry, k, active)
-            except _UnsupportedError as exc:
-                exc.trail.append(f"<key {_short_repr(k)}>")
-                raise
-            try:
-                _feed(entry, v, active)
-            except _UnsupportedError as exc:
-                exc.trail.append(f"[{_short_repr(k)}]")
-                raise
-            digests.append(entry.digest())
-        _feed_digests(h, _T_DICT, digests)
-    else:
-        assert isinstance(obj, set | frozenset)
-        members: set[object] | frozenset[object] = obj  # pyright: ignore[reportUnknownVariableType]
-        digests = []
-        for item in members:
-            member = xxhash.xxh3_128()
-            try:
-                _feed(member, item, active)
-            except _UnsupportedError as exc:
-                exc.trail.append(f"{{{_short_repr(item)}}}")
-                raise
-            digests.append(member.digest())
-        _feed_digests(h, _T_SET if isinstance(members, set) else _T_FROZENSET, digests)
+def _feed_sequence(h: xxhash.xxh3_128, tag: bytes, seq: _Seq, active: set[int]) -> None:
+    """Feed a tuple or list record: tag, length, then each item's record in order."""
+    h.update(tag)
+    h.update(_U64.pack(len(seq)))
+    for index, item in enumerate(seq):
+        try:
+            _feed(h, item, active)
+        except _UnsupportedError as exc:
+            exc.trail.append(f"[{index}]")
+            raise
+
+
+def _feed_dict(h: xxhash.xxh3_128, mapping: dict[object, object], active: set[int]) -> None:
+    """Feed a dict record; each entry is hashed separately so insertion order is ignored."""
+    digests: list[bytes] = []
+    for key, value in mapping.items():
+        entry = xxhash.xxh3_128()  # key record then value record: one digest per entry
+        try:
+            _feed(entry, key, active)
+        except _UnsupportedError as exc:
+            exc.trail.append(f"<key {_short_repr(key)}>")
+            raise
+        try:
+            _feed(entry, value, active)
+        except _UnsupportedError as exc:
+            exc.trail.append(f"[{_short_repr(key)}]")
+            raise
+        digests.append(entry.digest())
+    _feed_digests(h, _T_DICT, digests)
+
+
+def _feed_set(h: xxhash.xxh3_128, tag: bytes, members: _Set, active: set[int]) -> None:
+    """Feed a set or frozenset record from the sorted digests of its members."""
+    digests: list[bytes] = []
+    for item in members:
+        member = xxhash.xxh3_128()
+        try:
+            _feed(member, item, active)
+        except _UnsupportedError as exc:
+            exc.trail.append(f"{{{_short_repr(item)}}}")
+            raise
+        digests.append(member.digest())
+    _feed_digests(h, tag, digests)
 
 
 def _feed_digests(h: xxhash.xxh3_128, tag: bytes, digests: list[bytes]) -> None:
@@ -276,7 +283,7 @@ def _feed_memoryview(h: xxhash.xxh3_128, view: memoryview) -> None:
         h.update(view.tobytes())
 
 
-def _feed_array(h: xxhash.xxh3_128, tag: bytes, arr: np.ndarray[Any, np.dtype[Any]]) -> None:
+def _feed_array(h: xxhash.xxh3_128, tag: bytes, arr: _Array) -> None:
     """Feed an array record: tag, dtype string, shape, then every value byte in C order."""
     dtype = arr.dtype
     if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None:
@@ -299,7 +306,7 @@ def _feed_array(h: xxhash.xxh3_128, tag: bytes, arr: np.ndarray[Any, np.dtype[An
     _feed_array_data(h, arr)
 
 
-def _feed_array_data(h: xxhash.xxh3_128, arr: np.ndarray[Any, np.dtype[Any]]) -> None:
+def _feed_array_data(h: xxhash.xxh3_128, arr: _Array) -> None:
     """Feed the bytes of ``arr`` in C order, copying at most about ``_CHUNK_BYTES`` at once."""
     if arr.nbytes == 0:
         return
@@ -317,17 +324,17 @@ def _feed_array_data(h: xxhash.xxh3_128, arr: np.ndarray[Any, np.dtype[Any]]) ->
         h.update(_byte_view(np.ascontiguousarray(arr[start : start + rows_per_chunk])))
 
 
-def _byte_view(arr: np.ndarray[Any, np.dtype[Any]]) -> memoryview:
+def _byte_view(arr: _Array) -> memoryview:
     """Return a flat ``uint8`` memoryview of the C-contiguous ``arr``, without copying.
 
     ``reshape(-1)`` of a C-contiguous array is always a view, and viewing it as ``uint8``
     gives a buffer whose format any consumer accepts (NumPy refuses to export e.g.
     datetime64 buffers with their own format).
     """
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
-def _torch_to_numpy(obj: object) -> np.ndarray[Any, np.dtype[Any]] | None:
+def _torch_to_numpy(obj: object) -> _Array | None:
     """Return ``obj`` as a NumPy array if it is a tensor of an already imported torch."""
     torch: Any = sys.modules.get("torch")
     if torch is None:
@@ -345,7 +352,7 @@ def _torch_to_numpy(obj: object) -> np.ndarray[Any, np.dtype[Any]] | None:
         raise error from exc
     if not isinstance(array, np.ndarray):
         raise _UnsupportedError("torch.Tensor.numpy() did not return a numpy.ndarray")
-    return array  # pyright: ignore[reportUnknownVariableType]
+    return cast(_Array, array)
 
 
 def _type_name(t: type) -> str:

@@ -158,16 +158,21 @@ class DataStorageBase(ABC, Plugboard):
         return True
 
     def close(self) -> None:
-        """Closes the underlying file, for this storage and all views on it; closing twice is
-        harmless."""
+        """Closes the underlying file, for this storage and all views on it.
+
+        Closing twice is harmless.
+        """
         if self.io is not None:
             self.io.close()
 
 
 @typechecked
 class NoStorage(DataStorageBase):
-    """A storage that stores nothing: reading raises :class:`NoDataSource`, writing
-    :class:`NoDataTarget`. A pipeline given one simply computes every step."""
+    """A storage that stores nothing.
+
+    Reading raises :class:`NoDataSource`, writing :class:`NoDataTarget`: a pipeline given one
+    simply computes every step.
+    """
 
     def __bool__(self) -> bool:
         """Returns ``False``: nothing backs this storage."""

@@ -6,7 +6,7 @@ stored. The backends write only described trees.
 """
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeAlias, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,8 +37,17 @@ RecursiveHashTuple: TypeAlias = tuple["str | RecursiveHashTuple", ...]
 
 if TYPE_CHECKING:
     TreeInput: TypeAlias = (
-        "np.ndarray[Any, Any] | np.generic[Any] | bool | int | float | complex | str | bytes | "
-        "None | Mapping[str, TreeInput] | Sequence[TreeInput]"
+        np.ndarray[Any, Any]
+        | np.generic[Any]
+        | bool
+        | int
+        | float
+        | complex
+        | str
+        | bytes
+        | Mapping[str, "TreeInput"]
+        | Sequence["TreeInput"]
+        | None
     )
     """What the storages' ``write`` accepts, for static type checkers.
 
@@ -91,8 +100,10 @@ ScalarKind: TypeAlias = Literal["bool", "int", "float", "complex", "str", "bytes
 
 
 class ScalarNode(_Node):
-    """A Python scalar leaf: ``bool``, ``int`` (int64 range), ``float``, ``complex``, ``str``,
-    ``bytes`` or ``None``."""
+    """A Python scalar leaf.
+
+    ``bool``, ``int`` (int64 range), ``float``, ``complex``, ``str``, ``bytes`` or ``None``.
+    """
 
     kind: ScalarKind
 
@@ -157,6 +168,13 @@ def _dtype_problem(dtype: np.dtype[Any]) -> str | None:
     return f"dtype {dtype}"
 
 
+def _check_dtype(dtype: np.dtype[Any], path: str) -> str:
+    problem = _dtype_problem(dtype)
+    if problem is not None:
+        raise TypeError(f"{path}: unsupported {problem}; accepted: {_ACCEPTED}")
+    return dtype.str
+
+
 def _string_info(dtype: np.dtype[Any]) -> StringInfo | None:
     if dtype.kind == "S":
         return StringInfo("ascii", dtype.itemsize)
@@ -181,24 +199,28 @@ def validate(tree: object, path: str = "data_out") -> Node:
         The description of ``tree``.
     """
     # Exact type checks: a subclass (an IntEnum, a namedtuple) would not read back as itself.
-    kind = _PYTHON_SCALARS.get(type(tree))
-    if kind is not None:
-        if kind == "int" and not _INT64.min <= tree <= _INT64.max:  # type: ignore[operator]
+    scalar_kind = _PYTHON_SCALARS.get(type(tree))
+    if scalar_kind is not None:
+        if scalar_kind == "int" and not _INT64.min <= cast(int, tree) <= _INT64.max:
             raise ValueError(f"{path}: int {tree} is outside the int64 range")
-        return _SCALAR_NODES[kind]
-    if isinstance(tree, np.ndarray | np.generic):
+        return _SCALAR_NODES[scalar_kind]
+    if isinstance(tree, np.ndarray):
         if isinstance(tree, np.ma.MaskedArray):
             raise TypeError(f"{path}: unsupported type MaskedArray (its mask would be lost)")
-        dtype: np.dtype[Any] = tree.dtype
-        problem = _dtype_problem(dtype)
-        if problem is not None:
-            raise TypeError(f"{path}: unsupported {problem}; accepted: {_ACCEPTED}")
-        if isinstance(tree, np.generic):
-            return NumpyScalarNode(dtype=dtype.str, string_info=_string_info(dtype))
-        return ArrayNode(dtype=dtype.str, shape=tree.shape, string_info=_string_info(dtype))
+        array: np.ndarray[Any, Any] = cast(Any, tree)
+        return ArrayNode(
+            dtype=_check_dtype(array.dtype, path),
+            shape=array.shape,
+            string_info=_string_info(array.dtype),
+        )
+    if isinstance(tree, np.generic):
+        scalar: np.generic[Any] = cast(Any, tree)
+        return NumpyScalarNode(
+            dtype=_check_dtype(scalar.dtype, path), string_info=_string_info(scalar.dtype)
+        )
     if isinstance(tree, dict):
         children: dict[str, Node] = {}
-        for key, value in tree.items():  # pyright: ignore[reportUnknownVariableType]
+        for key, value in cast("dict[object, object]", tree).items():
             if not isinstance(key, str):
                 raise TypeError(
                     f"{path}: dict key {key!r} is {type(key).__name__}; keys must be str"
@@ -209,6 +231,8 @@ def validate(tree: object, path: str = "data_out") -> Node:
             children[key] = validate(value, f"{path}[{key!r}]")
         return DictNode(children=children)
     if type(tree) is tuple or type(tree) is list:
-        items = [validate(item, f"{path}[{index}]") for index, item in enumerate(tree)]  # pyright: ignore[reportUnknownArgumentType]
-        return SequenceNode(kind="tuple" if type(tree) is tuple else "list", items=items)
+        sequence = cast("tuple[object, ...] | list[object]", tree)
+        items = [validate(item, f"{path}[{index}]") for index, item in enumerate(sequence)]
+        kind: ContainerKind = "tuple" if isinstance(sequence, tuple) else "list"
+        return SequenceNode(kind=kind, items=items)
     raise TypeError(f"{path}: unsupported type {type(tree).__qualname__}; accepted: {_ACCEPTED}")
