@@ -96,8 +96,10 @@ def read_node(obj: h5py.Group | h5py.Dataset) -> Any:
         dtype = obj.attrs.get(DTYPE_ATTR)
         if dtype is not None:
             raw = np.char.decode(raw, "utf-8").astype(dtype, copy=False)
-            return raw[()] if kind == "generic" else raw
-        return raw
+        if kind == "generic":
+            return raw[()] if isinstance(raw, np.ndarray) else raw
+        # h5py reads a 0-d dataset as a NumPy scalar, in native byte order.
+        return raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=obj.dtype)
     if kind == "str":
         return raw.decode("utf-8")
     if kind == "bytes":

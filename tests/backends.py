@@ -1,0 +1,20 @@
+"""The storage backends that the shared test table runs against."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from corelay.io.storage import DataStorageBase, HDF5Storage
+
+
+class Backend(NamedTuple):
+    """How to open a keyed storage of one kind on a file."""
+
+    name: str
+    suffix: str
+    open: Callable[[Path, str], DataStorageBase]
+
+
+BACKENDS: list[Backend] = [
+    Backend("hdf5", ".h5", lambda path, mode: HDF5Storage(path, mode)),
+]

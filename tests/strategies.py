@@ -1,0 +1,55 @@
+"""Hypothesis strategies for random stored trees."""
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+_DTYPES = st.one_of(
+    hnp.boolean_dtypes(),
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(sizes=(16, 32, 64)),
+    hnp.complex_number_dtypes(sizes=(64, 128)),
+    hnp.byte_string_dtypes(min_len=1, max_len=8),
+    hnp.unicode_string_dtypes(min_len=1, max_len=8),
+)
+
+arrays = _DTYPES.flatmap(
+    lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0))
+)
+numpy_scalars = arrays.map(lambda array: array.reshape(-1)[:1]).filter(len).map(lambda a: a[0])
+
+names = st.text(min_size=1, max_size=12).filter(
+    lambda name: "/" not in name and name not in (".", "..") and not name.startswith(".corelay")
+    and "\x00" not in name
+)
+
+leaves = st.one_of(
+    arrays,
+    numpy_scalars,
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True),
+    st.complex_numbers(allow_nan=True),
+    st.text().filter(lambda text: "\x00" not in text),
+    st.binary(),
+    st.none(),
+)
+
+
+def trees(max_leaves: int = 12) -> st.SearchStrategy[Any]:
+    """Random trees of leaves in dicts, tuples and lists."""
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.dictionaries(names, children, max_size=4),
+            st.lists(children, max_size=4).map(tuple),
+            st.lists(children, max_size=4),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+__all__ = ["arrays", "names", "np", "trees"]
