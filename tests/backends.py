@@ -15,6 +15,10 @@ class Backend(NamedTuple):
     open: Callable[[Path, str], DataStorageBase]
 
 
+def _open_hdf5(path: Path, mode: str) -> DataStorageBase:
+    return HDF5Storage(path, mode)
+
+
 BACKENDS: list[Backend] = [
-    Backend("hdf5", ".h5", lambda path, mode: HDF5Storage(path, mode)),
+    Backend("hdf5", ".h5", _open_hdf5),
 ]

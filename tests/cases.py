@@ -1,7 +1,8 @@
 """The table of stored trees that every backend must round-trip exactly, and the comparison."""
 
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,26 +72,34 @@ TREE_CASES: list[tuple[str, Any]] = [
 
 
 def assert_same_tree(actual: Any, expected: Any, path: str = "tree") -> None:
-    """Asserts that ``actual`` is ``expected`` read back: same types, dtypes, shapes, bits, order."""
+    """Asserts ``actual`` is ``expected`` read back: same types, dtypes, shapes, bits, order."""
     if isinstance(expected, dict):
+        expected_dict = cast(dict[str, Any], expected)
         assert type(actual) is OrderedDict, f"{path}: {type(actual)} is not OrderedDict"
-        assert list(actual) == list(expected), f"{path}: keys {list(actual)} != {list(expected)}"
-        for key, value in expected.items():
-            assert_same_tree(actual[key], value, f"{path}[{key!r}]")
+        actual_dict = cast(OrderedDict[str, Any], actual)
+        assert list(actual_dict) == list(expected_dict), f"{path}: keys differ"
+        for key, value in expected_dict.items():
+            assert_same_tree(actual_dict[key], value, f"{path}[{key!r}]")
         return
     assert type(actual) is type(expected), f"{path}: {type(actual)} is not {type(expected)}"
     if isinstance(expected, tuple | list):
-        assert len(actual) == len(expected), f"{path}: length {len(actual)} != {len(expected)}"
-        for index, (item, expected_item) in enumerate(zip(actual, expected, strict=True)):
+        expected_items = cast(Sequence[Any], expected)
+        actual_items: Sequence[Any] = actual
+        assert len(actual_items) == len(expected_items), f"{path}: lengths differ"
+        for index, (item, expected_item) in enumerate(
+            zip(actual_items, expected_items, strict=True)
+        ):
             assert_same_tree(item, expected_item, f"{path}[{index}]")
     elif isinstance(expected, np.ndarray | np.generic):
-        assert actual.dtype == expected.dtype, f"{path}: dtype {actual.dtype} != {expected.dtype}"
-        assert actual.shape == expected.shape, f"{path}: shape {actual.shape} != {expected.shape}"
-        assert np.array_equal(actual, expected, equal_nan=expected.dtype.kind in "fc"), path
-        if expected.dtype.kind not in "SU":
-            assert np.ascontiguousarray(actual).tobytes() == np.ascontiguousarray(
-                expected
-            ).tobytes(), f"{path}: bits differ"
+        expected_array = np.asarray(cast(Any, expected))
+        actual_array = np.asarray(actual)
+        assert actual_array.dtype == expected_array.dtype, f"{path}: dtypes differ"
+        assert actual_array.shape == expected_array.shape, f"{path}: shapes differ"
+        equal_nan = expected_array.dtype.kind in "fc"
+        assert np.array_equal(actual_array, expected_array, equal_nan=equal_nan), path
+        if expected_array.dtype.kind not in "SU":
+            actual_bytes = np.ascontiguousarray(actual_array).tobytes()
+            assert actual_bytes == np.ascontiguousarray(expected_array).tobytes(), f"{path}: bits"
     elif isinstance(expected, float | complex):
         assert repr(actual) == repr(expected), f"{path}: {actual!r} != {expected!r}"
     else:

@@ -22,8 +22,12 @@ arrays = _DTYPES.flatmap(
 numpy_scalars = arrays.map(lambda array: array.reshape(-1)[:1]).filter(len).map(lambda a: a[0])
 
 names = st.text(min_size=1, max_size=12).filter(
-    lambda name: "/" not in name and name not in (".", "..") and not name.startswith(".corelay")
-    and "\x00" not in name
+    lambda name: (
+        "/" not in name
+        and name not in (".", "..")
+        and not name.startswith(".corelay")
+        and "\x00" not in name
+    )
 )
 
 leaves = st.one_of(

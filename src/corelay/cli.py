@@ -5,17 +5,18 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
-from corelay.io.storage import HDF5Storage
+from corelay.io.storage import HDF5Storage, TreeInput
 
 __all__ = ["main"]
 
 
 def _demo(path: Path) -> None:
     rng = np.random.default_rng(0)
-    result = {
+    result: dict[str, TreeInput] = {
         "attribution": rng.standard_normal((4, 8, 8)).astype(np.float32),
         "labels": np.array(["cat", "dog", "cat", "ship"]),
         "embedding": (np.eye(4), rng.standard_normal(4)),
@@ -32,10 +33,11 @@ def _demo(path: Path) -> None:
 
 def _summary(value: object) -> str:
     if isinstance(value, np.ndarray):
-        return f"ndarray {value.dtype} {value.shape}"
-    if isinstance(value, tuple | list):
-        inner = ", ".join(_summary(item) for item in value)  # pyright: ignore[reportUnknownVariableType]
-        return f"{type(value).__name__}({inner})"
+        array: np.ndarray[Any, Any] = cast(Any, value)
+        return f"ndarray {array.dtype} {array.shape}"
+    if isinstance(value, tuple):
+        items: tuple[object, ...] = cast(Any, value)
+        return f"tuple({', '.join(_summary(item) for item in items)})"
     return repr(value)
 
 

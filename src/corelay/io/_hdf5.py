@@ -93,13 +93,13 @@ def read_node(obj: h5py.Group | h5py.Dataset) -> Any:
         return None
     raw = obj[()]
     if kind in ("ndarray", "generic"):
-        dtype = obj.attrs.get(DTYPE_ATTR)
-        if dtype is not None:
-            raw = np.char.decode(raw, "utf-8").astype(dtype, copy=False)
-        if kind == "generic":
-            return raw[()] if isinstance(raw, np.ndarray) else raw
-        # h5py reads a 0-d dataset as a NumPy scalar, in native byte order.
-        return raw if isinstance(raw, np.ndarray) else np.asarray(raw, dtype=obj.dtype)
+        # h5py reads a 0-d dataset as a NumPy scalar, in native byte order; for arrays of the
+        # dataset's dtype this is no copy.
+        array = np.asarray(raw, dtype=obj.dtype)
+        unicode_dtype = obj.attrs.get(DTYPE_ATTR)
+        if unicode_dtype is not None:
+            array = np.char.decode(array, "utf-8").astype(unicode_dtype, copy=False)
+        return array[()] if kind == "generic" else array
     if kind == "str":
         return raw.decode("utf-8")
     if kind == "bytes":

@@ -4,11 +4,13 @@ The single public function, :func:`ext_hash`, walks a tree of supported values a
 one streaming ``xxh3_128`` hasher with a prefix-free sequence of *records*: each record
 starts with a one-byte type tag, and every variable-length payload is preceded by its
 length (8-byte little-endian).  Because the encoding is prefix-free, two different trees
-never produce the same byte stream, so ``((1, 2), 3)`` and ``(1, (2, 3))`` are different
-keys, and so are ``1``, ``1.0``, ``True``, ``numpy.int64(1)``, ``'1'`` and ``b'1'``.
+never produce the same byte stream (up to xxh3_128 collisions of the per-item sub-digests
+used for dicts and sets), so ``((1, 2), 3)`` and ``(1, (2, 3))`` are different keys, and
+so are ``1``, ``1.0``, ``True``, ``numpy.int64(1)``, ``'1'`` and ``b'1'``.
 
 The digest depends only on the values, never on the process: no ``hash()``, ``id()``,
-``pickle`` or ``PYTHONHASHSEED``-dependent iteration order enters it.  Unordered
+``pickle`` or ``PYTHONHASHSEED``-dependent iteration order enters it (``id()`` is used only
+to detect self-referencing containers).  Unordered
 containers (``dict``, ``set``, ``frozenset``) are hashed by sorting per-item sub-digests.
 
 Supported values and how they are keyed:
@@ -16,7 +18,8 @@ Supported values and how they are keyed:
 * ``None``, ``bool``, ``int`` (any size: sign and magnitude bytes), ``float`` (exact
   IEEE-754 bits, so ``0.0 != -0.0`` and NaN payloads matter), ``complex``, ``str``
   (UTF-8), ``bytes``, ``bytearray`` and ``memoryview`` (raw bytes in C order, plus the
-  view's format and shape).  These are matched by *exact* type: subclasses such as
+  view's format and shape; a non-contiguous memoryview is copied once, use a NumPy array
+  for bounded memory).  These are matched by *exact* type: subclasses such as
   ``IntEnum`` members or ``NamedTuple`` instances are rejected rather than silently
   hashed like their base type.
 * ``tuple`` and ``list`` (distinct keys for the same items), ``dict``,
@@ -28,8 +31,9 @@ Supported values and how they are keyed:
   of the values in C order.  The memory layout does not matter: a strided view, a
   negative-stride view or a Fortran-ordered array hashes like its C-contiguous copy.  The
   byte order is part of the dtype, so a ``'>f8'`` array and a ``'<f8'`` array holding the
-  same numbers are *different* keys.  C-contiguous arrays are hashed in place without a
-  copy; other layouts are copied in chunks of at most ``_CHUNK_BYTES`` at a time.
+  same numbers are *different* keys (so a native-order array hashes differently on a
+  big-endian machine).  C-contiguous arrays are hashed in place without a copy; other
+  layouts are copied in chunks of at most ``_CHUNK_BYTES`` (16 MiB) at a time.
   Object, structured/void, variable-width string (``StringDType``) and padded
   ``longdouble`` dtypes raise :class:`TypeError`.
 * NumPy scalars (``numpy.generic``), keyed by ``dtype.str`` and their bytes under a tag

@@ -37,6 +37,7 @@ __all__ = [
     "RecursiveNumPyArrayTuple",
     "Storable",
     "StringInfo",
+    "TreeInput",
 ]
 
 Mode = Literal["r", "w", "a"]
