@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from corelay.io.storage import DataStorageBase, HDF5Storage
+from corelay.io.storage import DataStorageBase, HDF5Storage, PickleStorage
 
 
 class Backend(NamedTuple):
@@ -19,6 +19,11 @@ def _open_hdf5(path: Path, mode: str) -> DataStorageBase:
     return HDF5Storage(path, mode)
 
 
+def _open_pickle(path: Path, mode: str) -> DataStorageBase:
+    return PickleStorage(path, mode)
+
+
 BACKENDS: list[Backend] = [
     Backend("hdf5", ".h5", _open_hdf5),
+    Backend("pickle", ".pkl", _open_pickle),
 ]

@@ -1,0 +1,501 @@
+"""The pickle codec: a file of appended records, each one pickle of ``{'data': tree, 'key': key}``.
+
+This is the format of corelay 1.0.0's ``PickleStorage``, so files go both ways: a record is a
+plain :func:`pickle.dump` of the dict, and the last record of a key holds its value.
+
+Reading without two copies, and without unpickling what is not asked for: opening a file walks
+the pickle opcodes of every record (:func:`scan`) instead of unpickling them. The walk reads the
+small arguments (strings, integers, memo indices) and seeks over byte payloads, so it touches
+only the metadata of the file however large its arrays are, and it simulates just enough of the
+pickle machine (strings, dicts, the memo) to find each record's key. The result is an index
+``key -> byte offset of the key's last record``; reading a key seeks there and unpickles that one
+record, straight from the file. Unpickling every record on open would be simpler, but would read
+every array of the file to learn its keys.
+
+Loading never executes code: :class:`TreeUnpickler` resolves only the globals that stored trees
+need (NumPy array, dtype and scalar reconstruction, ``complex`` and ``OrderedDict``), from a
+fixed table, without importing anything; any other global is refused with
+:class:`RefusedGlobalError`, naming it.
+
+Writing uses pickle protocol 5, in band: a contiguous array is written straight from its memory
+(no copy) and read back into one buffer that becomes the array (no copy). Each record is
+appended and flushed to the operating system; ``os.fsync`` is not called, as HDF5Storage does
+not call it either: a returned write survives the process being killed, not a power failure.
+A write that fails part way is cut off the file again. A record cut short by a crash (a torn
+last record) is ignored with a warning, and cut off the file when it is opened for appending.
+"""
+
+import inspect
+import io
+import os
+import pickle
+import pickletools
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Final, cast
+
+import numpy as np
+import numpy._core.multiarray
+import numpy._core.numeric
+
+from corelay.io.tree import DictNode, Node, SequenceNode
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "PROTOCOL",
+    "CorruptRecordError",
+    "RecordFile",
+    "RefusedGlobalError",
+    "TreePickler",
+    "TreeUnpickler",
+    "scan",
+]
+
+#: The pickle protocol records are written with (readable by every Python corelay supports).
+PROTOCOL: Final = 5
+
+
+def _numpy_global(module: ModuleType, name: str) -> object:
+    # By name: these are private to NumPy (and partly missing from its stubs).
+    return getattr(module, name)
+
+
+_RECONSTRUCT = _numpy_global(numpy._core.multiarray, "_reconstruct")
+_SCALAR = _numpy_global(numpy._core.multiarray, "scalar")
+_FROMBUFFER = _numpy_global(numpy._core.numeric, "_frombuffer")
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    # Protocols 0 to 2 write bytes as ``_codecs.encode(text, 'latin1')``; any other codec is
+    # refused rather than looked up (a lookup may import a module).
+    if type(text) is not str or encoding not in ("latin1", "latin-1"):
+        raise RefusedGlobalError(f"refused _codecs.encode with codec {encoding!r}")
+    return text.encode("latin1")
+
+
+#: The globals a record may reference, by (module, name): what NumPy arrays, dtypes and scalars,
+#: ``complex`` and ``OrderedDict`` are pickled with (NumPy 1.x named the module ``numpy.core``;
+#: protocols 0 to 2 name builtins ``__builtin__`` and write bytes with ``_codecs.encode``, here
+#: restricted to latin-1). Nothing else is ever resolved.
+ALLOWED_GLOBALS: Final[Mapping[tuple[str, str], object]] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("builtins", "complex"): complex,
+    ("__builtin__", "complex"): complex,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """A record references a global that stored trees never need; nothing of it was run."""
+
+
+class CorruptRecordError(pickle.UnpicklingError):
+    """The file holds something other than complete ``{'data': ..., 'key': ...}`` records."""
+
+
+class TreeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` and imports nothing.
+
+    Args:
+        file: The binary file to read from, positioned at the start of a pickle.
+        where: Where the pickle is, for error messages (file and byte offset).
+    """
+
+    def __init__(self, file: IO[bytes], where: str) -> None:
+        super().__init__(file)
+        self._where = where
+
+    def find_class(self, module_name: str, global_name: str, /) -> Any:
+        """Returns the allowed global ``module_name.global_name``.
+
+        Raises:
+            RefusedGlobalError: The global is not in :data:`ALLOWED_GLOBALS`.
+        """
+        allowed = ALLOWED_GLOBALS.get((module_name, global_name))
+        if allowed is None:
+            raise RefusedGlobalError(
+                f"refused to load global '{module_name}.{global_name}' ({self._where}): a "
+                "stored tree needs only NumPy arrays and scalars, complex and OrderedDict"
+            )
+        return allowed
+
+
+class TreePickler(pickle.Pickler):
+    """The pickler of records: protocol 5, arrays in band, copied only when they must be."""
+
+    def reducer_override(self, obj: object) -> Any:
+        """Reduces an array that protocol 5 cannot write from its own memory; else defers."""
+        # Protocol 5 writes a contiguous, writable array from its memory. Any other array is
+        # copied first: NumPy's fallback reduction reads back in native byte order (a '>i4'
+        # array would come back '<i4'), and a read-only buffer would read back read-only.
+        if type(obj) is np.ndarray:
+            flags = obj.flags
+            if not (flags.writeable and (flags.c_contiguous or flags.f_contiguous)):
+                return obj.copy(order="A").__reduce_ex__(PROTOCOL)
+        return NotImplemented
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def _plain(value: Any, node: Node) -> Any:
+    # The validated tree in plain types, so that the file references no class of the caller's
+    # (an OrderedDict subclass, a memmap) and loads with the allowed globals only.
+    if isinstance(node, DictNode):
+        return {key: _plain(item, node.children[key]) for key, item in value.items()}
+    if isinstance(node, SequenceNode):
+        items = [_plain(item, item_node) for item, item_node in zip(value, node.items, strict=True)]
+        return tuple(items) if node.kind == "tuple" else items
+    if node.kind == "ndarray" and type(value) is not np.ndarray:
+        return value.view(np.ndarray)
+    if node.kind == "generic" and type(value) is not value.dtype.type:
+        return value.dtype.type(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def read_form(value: object) -> Any:
+    """Returns a loaded tree as storages return trees: every dict as an ``OrderedDict``."""
+    if isinstance(value, dict):
+        items = cast("dict[object, object]", value).items()
+        return OrderedDict((key, read_form(item)) for key, item in items)
+    if type(value) is tuple:
+        return tuple(read_form(item) for item in cast("tuple[object, ...]", value))
+    if type(value) is list:
+        return [read_form(item) for item in cast("list[object]", value)]
+    return value
+
+
+def _check_record(record: object, where: str) -> tuple[str, object]:
+    if not isinstance(record, dict):
+        raise CorruptRecordError(f"{where}: not a PickleStorage record but {type(record).__name__}")
+    fields = cast("dict[object, object]", record)
+    key = fields.get("key")
+    if "data" not in fields or not isinstance(key, str):
+        raise CorruptRecordError(f"{where}: not a {{'data': ..., 'key': str}} record")
+    return key, fields["data"]
+
+
+# ---------------------------------------------------------------------------------- scanning
+
+
+class _Incomplete(Exception):  # noqa: N818 - internal signal, never escapes this module
+    """The file ends inside the record."""
+
+
+class _Malformed(Exception):  # noqa: N818
+    """The bytes are not a pickle."""
+
+
+class _Mark:
+    pass
+
+
+class _Opaque:
+    pass
+
+
+_MARK: Final = _Mark()
+_OPAQUE: Final = _Opaque()
+_OPCODES: Final = {ord(op.code): op for op in pickletools.opcodes}
+
+
+def _stack_effect(op: pickletools.OpcodeInfo) -> tuple[bool, int, int]:
+    before = [item.name for item in op.stack_before]
+    if "mark" in before:
+        return True, before.index("mark"), len(op.stack_after)
+    return False, len(before), len(op.stack_after)
+
+
+# Per opcode: whether it pops down to a mark, how many items it pops (then), how many it pushes.
+_EFFECTS: Final = {code: _stack_effect(op) for code, op in _OPCODES.items()}
+# Opcodes whose argument is a counted payload, by the size of the count: skipped, never read.
+_PAYLOADS: Final = {
+    "SHORT_BINSTRING": 1,
+    "BINSTRING": 4,
+    "SHORT_BINBYTES": 1,
+    "BINBYTES": 4,
+    "BINBYTES8": 8,
+    "BYTEARRAY8": 8,
+}
+_STRINGS: Final = {"SHORT_BINUNICODE": 1, "BINUNICODE": 4, "BINUNICODE8": 8}
+# Longer strings are skipped as well; a key that long is found by unpickling its record.
+_MAX_KEY_BYTES: Final = 1 << 16
+
+
+class _Walker:
+    """Walks one pickle: finds where it ends and, if it is a record dict, its key."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self.file = file
+        self.size = size
+        self.stack: list[object] = []
+        self.memo: dict[int, object] = {}
+
+    def read(self, count: int) -> bytes:
+        data = self.file.read(count)
+        if len(data) < count:
+            raise _Incomplete
+        return data
+
+    def skip(self, count: int) -> None:
+        position = self.file.tell() + count
+        if position > self.size:
+            raise _Incomplete
+        self.file.seek(position)
+
+    def count(self, size: int) -> int:
+        return int.from_bytes(self.read(size), "little")
+
+    def pop(self) -> object:
+        if not self.stack:
+            raise _Malformed("stack underflow")
+        return self.stack.pop()
+
+    def top(self) -> object:
+        if not self.stack:
+            raise _Malformed("stack underflow")
+        return self.stack[-1]
+
+    def pop_mark(self) -> list[object]:
+        for index in range(len(self.stack) - 1, -1, -1):
+            if self.stack[index] is _MARK:
+                items = self.stack[index + 1 :]
+                del self.stack[index:]
+                return items
+        raise _Malformed("no mark on the stack")
+
+    def walk(self) -> str | None:
+        """Reads up to and including STOP; returns the record key, or None if not found."""
+        while True:
+            code = self.read(1)[0]
+            op = _OPCODES.get(code)
+            if op is None:
+                raise _Malformed(f"invalid opcode {code:#04x}")
+            name = op.name
+            if name == "STOP":
+                return self.record_key(self.pop())
+            if name in _PAYLOADS:
+                self.skip(self.count(_PAYLOADS[name]))
+                self.stack.append(_OPAQUE)
+            elif name in _STRINGS:
+                length = self.count(_STRINGS[name])
+                if length > _MAX_KEY_BYTES:
+                    self.skip(length)
+                    self.stack.append(_OPAQUE)
+                else:
+                    self.stack.append(self.read(length).decode("utf-8", "surrogatepass"))
+            else:
+                self.step(code, op)
+
+    def step(self, code: int, op: pickletools.OpcodeInfo) -> None:
+        name = op.name
+        argument = self.argument(op)
+        stack = self.stack
+        if name in ("PROTO", "FRAME"):
+            return
+        if name == "MARK":
+            stack.append(_MARK)
+        elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+            self.memo[len(self.memo) if name == "MEMOIZE" else int(argument)] = self.top()
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            if int(argument) not in self.memo:
+                raise _Malformed(f"memo {argument} is not set")
+            stack.append(self.memo[int(argument)])
+        elif name == "DUP":
+            stack.append(self.top())
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name == "DICT":
+            self.set_items({}, self.pop_mark())
+        elif name == "SETITEM":
+            value, key = self.pop(), self.pop()
+            self.set_items(self.pop(), [key, value])
+        elif name == "SETITEMS":
+            items = self.pop_mark()
+            self.set_items(self.pop(), items)
+        else:
+            to_mark, pops, pushes = _EFFECTS[code]
+            if to_mark:
+                self.pop_mark()
+            for _ in range(pops):
+                self.pop()
+            stack.extend([_OPAQUE] * pushes)
+
+    def argument(self, op: pickletools.OpcodeInfo) -> Any:
+        if op.arg is None:
+            return None
+        try:
+            return op.arg.reader(self.file)
+        except ValueError as error:
+            if self.file.tell() >= self.size:
+                raise _Incomplete from error
+            raise _Malformed(str(error)) from error
+
+    def set_items(self, target: object, items: list[object]) -> None:
+        if len(items) % 2:
+            raise _Malformed("odd number of items for a dict")
+        self.stack.append(target)
+        if isinstance(target, dict):
+            fields = cast("dict[object, object]", target)
+            for index in range(0, len(items), 2):
+                key = items[index]
+                fields[key if isinstance(key, str) else _Opaque()] = items[index + 1]
+
+    @staticmethod
+    def record_key(top: object) -> str | None:
+        if isinstance(top, dict):
+            fields = cast("dict[object, object]", top)
+            key = fields.get("key")
+            if "data" in fields and isinstance(key, str):
+                return key
+        return None
+
+
+def _caller_level() -> int:
+    # The stacklevel of the first caller outside this package, for warnings (beartype's
+    # wrappers run in the globals of the module they wrap).
+    level, frame = 1, inspect.currentframe()
+    frame = frame.f_back if frame is not None else None
+    while frame is not None and str(frame.f_globals.get("__name__")).startswith("corelay."):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
+def _file_size(file: IO[bytes]) -> int:
+    return os.fstat(file.fileno()).st_size
+
+
+def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
+    """Indexes the records of ``file`` without unpickling their data.
+
+    A torn last record (the file ends inside a record that starts like a pickle) is ignored
+    with a :class:`RuntimeWarning` naming the file and the record's byte offset.
+
+    Args:
+        file: The open file.
+        path: Its path, for messages.
+
+    Raises:
+        CorruptRecordError: Some bytes before the end are not a record.
+        RefusedGlobalError: A record's key could only be found by unpickling it, and it
+            references a global that is not allowed.
+
+    Returns:
+        The byte offset of the last record of each key, in the order keys first appear, and
+        the offset where the complete records end.
+    """
+    size = _file_size(file)
+    index: dict[str, int] = {}
+    offset = 0
+    file.seek(0)
+    while offset < size:
+        where = f"{str(path)!r}, record at byte {offset}"
+        try:
+            key = _Walker(file, size).walk()
+        except _Incomplete:
+            file.seek(offset)
+            if file.read(1) != b"\x80":
+                raise CorruptRecordError(f"{where}: not a pickle") from None
+            warnings.warn(
+                f"{str(path)!r}: ignoring a torn record at byte {offset} ({size - offset} bytes, "
+                f"the end of an interrupted write); the {offset} bytes before it are intact "
+                "(opening the file for appending cuts the torn record off)",
+                RuntimeWarning,
+                stacklevel=_caller_level(),
+            )
+            return index, offset
+        except _Malformed as error:
+            raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
+        end = file.tell()
+        if key is None:
+            file.seek(offset)
+            key, _ = _check_record(TreeUnpickler(file, where).load(), where)
+            file.seek(end)
+        index[key] = offset
+        offset = end
+    return index, offset
+
+
+# ---------------------------------------------------------------------------------- the file
+
+
+class RecordFile:
+    """An open record file and the index of its keys.
+
+    Args:
+        path: The file.
+        mode: ``'r'``, ``'w'`` or ``'a'`` (already checked).
+
+    Raises:
+        CorruptRecordError: The file is not a record file.
+        RefusedGlobalError: See :func:`scan`.
+    """
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        file_mode = {"r": "rb", "w": "w+b", "a": "a+b"}[mode]
+        self.file: IO[bytes] = open(path, file_mode)  # noqa: SIM115 - closed by the storage
+        self.index: dict[str, int] = {}
+        if mode == "w":
+            return
+        try:
+            self.index, end = scan(self.file, path)
+            if mode == "a" and end < _file_size(self.file):
+                # Appending after a torn record would bury it inside the file.
+                self.file.truncate(end)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def load(self, key: str) -> Any:
+        """Reads the value of ``key`` from its last record, as storages return trees.
+
+        Raises:
+            KeyError: ``key`` has no record.
+            RefusedGlobalError: The record references a global that is not allowed.
+            CorruptRecordError: The record does not hold ``key``.
+        """
+        offset = self.index[key]
+        where = f"{str(self.path)!r}, record at byte {offset}"
+        self.file.seek(offset)
+        found, data = _check_record(TreeUnpickler(self.file, where).load(), where)
+        if found != key:
+            raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
+        return read_form(data)
+
+    def append(self, key: str, value: Any, node: Node) -> None:
+        """Appends a record of the validated ``value``, described by ``node``, and flushes it.
+
+        If writing fails part way, the partial record is cut off the file again; if even that
+        fails, the file is closed (the next open ignores the torn record).
+        """
+        record = {"data": _plain(value, node), "key": key}
+        file = self.file
+        start = file.seek(0, io.SEEK_END)
+        try:
+            TreePickler(file, PROTOCOL).dump(record)
+            file.flush()
+        except BaseException:
+            try:
+                file.seek(start)
+                file.truncate()
+            except BaseException:
+                file.close()
+                raise
+            raise
+        self.index[key] = start
