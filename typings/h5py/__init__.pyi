@@ -1,10 +1,14 @@
 # Type stubs for the part of h5py this project uses; h5py ships no type information.
+import io
 import os
 from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import numpy as np
+from h5py._objects import ObjectID
+from h5py.h5d import DatasetID
+from h5py.h5g import GroupID
 from numpy.typing import DTypeLike
 
 __version__: str
@@ -33,6 +37,8 @@ class AttributeManager:
 
 class HLObject:
     @property
+    def id(self) -> ObjectID: ...
+    @property
     def attrs(self) -> AttributeManager: ...
     @property
     def name(self) -> str | None: ...
@@ -46,6 +52,9 @@ class AsStrWrapper:
     def __getitem__(self, key: Any) -> Any: ...
 
 class Dataset(HLObject):
+    def __init__(self, bind: DatasetID, *, readonly: bool = False) -> None: ...
+    @property
+    def id(self) -> DatasetID: ...
     @property
     def shape(self) -> tuple[int, ...] | None: ...
     @property
@@ -65,7 +74,11 @@ class Dataset(HLObject):
     ) -> None: ...
 
 class Group(HLObject):
+    def __init__(self, bind: GroupID) -> None: ...
+    @property
+    def id(self) -> GroupID: ...
     def __getitem__(self, name: str) -> Group | Dataset: ...
+    def __setitem__(self, name: str, value: Any) -> None: ...
     def __delitem__(self, name: str) -> None: ...
     def __contains__(self, name: str) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
@@ -90,7 +103,7 @@ class Group(HLObject):
 class File(Group):
     def __init__(
         self,
-        name: str | os.PathLike[str],
+        name: str | os.PathLike[str] | io.RawIOBase,
         mode: str = "r",
         driver: str | None = None,
         libver: Any = None,
