@@ -2,18 +2,22 @@
 
 from corelay.io.storage import (
     DataStorageBase,
+    HashedHDF5,
     HDF5Storage,
     NoDataSource,
     NoDataTarget,
     NoStorage,
+    PickleStorage,
     Storable,
 )
 
 __all__ = [
     "DataStorageBase",
     "HDF5Storage",
+    "HashedHDF5",
     "NoDataSource",
     "NoDataTarget",
     "NoStorage",
+    "PickleStorage",
     "Storable",
 ]

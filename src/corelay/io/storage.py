@@ -9,15 +9,17 @@ from abc import ABC, abstractmethod
 from collections.abc import KeysView
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
+from typing import IO, Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 import h5py
 
 from corelay._typecheck import typechecked
 from corelay.base import Param
-from corelay.io import _hdf5
+from corelay.io import _hdf5, _pickle
+from corelay.io._hashed import HashedHDF5
 from corelay.io._keys import TEMP_PREFIX, split_key
 from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.journal import open_journaled
 from corelay.io.tree import (
     RecursiveHashTuple,
     RecursiveNumPyArrayTuple,
@@ -30,9 +32,11 @@ from corelay.plugboard import Plugboard
 __all__ = [
     "DataStorageBase",
     "HDF5Storage",
+    "HashedHDF5",
     "NoDataSource",
     "NoDataTarget",
     "NoStorage",
+    "PickleStorage",
     "RecursiveHashTuple",
     "RecursiveNumPyArrayTuple",
     "Storable",
@@ -41,7 +45,7 @@ __all__ = [
 ]
 
 Mode = Literal["r", "w", "a"]
-_MODES = ("r", "w", "a")
+_MODES: dict[str, Mode] = {"r": "r", "w": "w", "a": "a"}
 
 
 @runtime_checkable
@@ -61,9 +65,11 @@ class Storable(Protocol):
         ...
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in _MODES:
+def _check_mode(mode: str) -> Mode:
+    checked = _MODES.get(mode)
+    if checked is None:
         raise ValueError(f"invalid mode {mode!r}; expected 'r', 'w' or 'a'")
+    return checked
 
 
 @typechecked
@@ -264,7 +270,7 @@ class HDF5Storage(DataStorageBase):
             TypeError: An unknown parameter or a value of the wrong type.
             FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
         """
-        _check_mode(mode)
+        checked_mode = _check_mode(mode)
         super().__init__(data_key=data_key, **kwargs)
         if data_key is not None:
             split_key(data_key)
@@ -272,7 +278,7 @@ class HDF5Storage(DataStorageBase):
             raise FileNotFoundError(f"no HDF5 file at {str(path)!r}")
         self.path = Path(path)
         self.mode = mode
-        self.io = h5py.File(path, mode)
+        self.io = open_journaled(path, checked_mode)
 
     def _open_file(self) -> h5py.File:
         if not self.io:
@@ -377,3 +383,149 @@ class HDF5Storage(DataStorageBase):
         """
         names = self._open_file().keys()
         return KeysView({name: None for name in names if not name.startswith(TEMP_PREFIX)})
+
+
+@typechecked
+class PickleStorage(DataStorageBase):
+    """A key-value store of result trees in a file of appended pickle records.
+
+    Each write appends one record ``{'data': tree, 'key': key}``, the format of corelay 1.0.0's
+    PickleStorage, so files go both ways; the last record of a key holds its value, and
+    :meth:`keys` lists every key in the file. A write validates the whole tree first (the trees
+    HDF5Storage accepts, rejected with the same errors), then appends the record and flushes it:
+    a returned write survives the process being killed (``os.fsync`` is not called, as by
+    HDF5Storage), and a torn last record, cut short by a crash, is ignored with a warning.
+
+    Opening indexes the records by walking their pickle opcodes, seeking over array payloads:
+    it unpickles nothing and reads only metadata. Reading a key unpickles just its last record,
+    straight from the file into the arrays (no second copy), and caches the value in
+    :attr:`data`. Loading resolves only the globals that stored trees need (NumPy arrays and
+    scalars, ``complex``, ``OrderedDict``) and refuses any other with a
+    :class:`pickle.UnpicklingError` naming it: a file cannot run code.
+
+    One storage at a time may write a file. Others may read it, and see the records that were
+    complete when they opened it.
+    """
+
+    data_key: Annotated[str | None, Param(str)]
+    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address."""
+
+    io: IO[bytes]
+    """The open file."""
+
+    data: dict[str, Any]
+    """The values read so far, by key, shared with views.
+
+    A read returns the cached value (the same object every time: do not modify it); a write
+    drops the key's value, so that the next read loads the new record.
+    """
+
+    def __init__(
+        self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
+    ) -> None:
+        """Opens the file and indexes its records.
+
+        Args:
+            path: The file.
+            mode: ``'r'`` reads an existing file; ``'w'`` creates the file, replacing an existing
+                one; ``'a'`` reads the existing records and appends new ones, creating the file if
+                it does not exist (a torn last record is cut off first).
+            data_key: The key to address; may be given later with :meth:`at` or ``[]``.
+            **kwargs: Other parameters of the storage.
+
+        Raises:
+            ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'a'``, or ``data_key`` is invalid.
+            TypeError: An unknown parameter or a value of the wrong type.
+            FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
+            pickle.UnpicklingError: The file is not a file of records.
+        """
+        _check_mode(mode)
+        super().__init__(data_key=data_key, **kwargs)
+        if data_key is not None:
+            split_key(data_key)
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(f"no pickle file at {str(path)!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.data = {}
+        self._records = _pickle.RecordFile(self.path, mode)
+        self.io = self._records.file
+
+    def _open_records(self) -> _pickle.RecordFile:
+        if self.io.closed:
+            raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
+        return self._records
+
+    def _key(self) -> str:
+        if self.data_key is None:
+            raise TypeError("PickleStorage has no data_key: set it, or use storage[key] or at()")
+        split_key(self.data_key)
+        return self.data_key
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the tree of the last record of :attr:`data_key`.
+
+        Args:
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataSource: The file has no record of the key.
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+            pickle.UnpicklingError: The record references a global that a stored tree does not
+                need (the message names it); nothing of it was run.
+
+        Returns:
+            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
+        """
+        records = self._open_records()
+        key = self._key()
+        if key in self.data:
+            return self.data[key]
+        if key not in records.index:
+            raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
+        value = records.load(key)
+        self.data[key] = value
+        return value
+
+    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
+        """Appends ``data_out`` as the record of :attr:`data_key`, replacing its value.
+
+        Args:
+            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
+                and lists of them, at any depth.
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, or the key or a dict key is invalid.
+        """
+        records = self._open_records()
+        key = self._key()
+        if self.mode == "r":
+            raise NoDataTarget(f"PickleStorage {str(self.path)!r} is open read-only ('r')")
+        node = validate(data_out)
+        self.data.pop(key, None)
+        records.append(key, data_out, node)
+
+    def exists(self) -> bool:
+        """Tells whether the file has a record of :attr:`data_key`.
+
+        Raises:
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+        """
+        records = self._open_records()
+        return self._key() in records.index
+
+    def keys(self) -> KeysView[str]:
+        """Lists every key of the file, in the order of their first records.
+
+        Raises:
+            ValueError: The storage is closed.
+        """
+        return KeysView(dict.fromkeys(self._open_records().index))

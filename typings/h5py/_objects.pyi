@@ -1,0 +1,6 @@
+# Type stubs for h5py's low-level object identifiers (only what this project uses).
+
+class ObjectID:
+    @property
+    def valid(self) -> bool: ...
+    def __bool__(self) -> bool: ...

@@ -1,0 +1,14 @@
+# Type stubs for h5py's low-level datatypes (only what this project uses).
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+class TypeID:
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+CSET_ASCII: int
+CSET_UTF8: int
+
+def py_create(dtype_in: DTypeLike | np.dtype[Any], logical: bool = False) -> TypeID: ...
