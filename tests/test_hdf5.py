@@ -129,7 +129,7 @@ def test_failed_write_keeps_old_value_and_leaves_no_trace(
 
 def test_leftover_temporary_entry_is_invisible_and_replaced(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
-    with h5py.File(path, "w") as file:  # what a writer killed mid-write can leave behind
+    with h5py.File(path, "w") as file:  # as an exception whose cleanup failed can leave it
         file.create_group(TEMP_PREFIX + "key").create_dataset("0", data=[1])
     with HDF5Storage(path, "a") as storage:
         assert list(storage.keys()) == []
@@ -137,7 +137,8 @@ def test_leftover_temporary_entry_is_invisible_and_replaced(tmp_path: Path) -> N
         with pytest.raises(NoDataSource):
             storage["key"]
         storage["key"] = (np.arange(2),)
-        assert_same_tree(storage["key"], (np.arange(2),))
+        storage["key"] = (np.arange(3),)  # the replacement is written where the leftover was
+        assert_same_tree(storage["key"], (np.arange(3),))
     with h5py.File(path, "r") as file:
         assert list(file) == ["key"]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5o, h5p, h5s, h5t
+from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+from h5py._objects import ObjectID
 
 from corelay.io._keys import TEMP_PREFIX
 from corelay.io.tree import Node, StringInfo
@@ -18,7 +19,9 @@ from corelay.io.tree import Node, StringInfo
 __all__ = [
     "DTYPE_ATTR",
     "KIND_ATTR",
+    "create_group",
     "get_str_attr",
+    "has_member",
     "open_child",
     "read_array",
     "read_node",
@@ -51,14 +54,52 @@ _DATASET_CREATE = h5p.create(h5p.DATASET_CREATE)
 _DATASET_CREATE.set_obj_track_times(False)  # h5py's default: the same data gives the same bytes
 
 
+def _group_create(track_order: bool) -> h5p.PropID:
+    plist = h5p.create(h5p.GROUP_CREATE)
+    plist.set_obj_track_times(False)
+    if track_order:
+        flags = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
+        plist.set_link_creation_order(flags)
+        plist.set_attr_creation_order(flags)
+    return plist
+
+
+def _link_create(encoding: int) -> h5p.PropID:
+    plist = h5p.create(h5p.LINK_CREATE)
+    plist.set_create_intermediate_group(True)
+    plist.set_char_encoding(encoding)
+    return plist
+
+
+_GROUP_CREATE = {False: _group_create(False), True: _group_create(True)}
+_LINK_CREATE_ASCII = _link_create(h5t.CSET_ASCII)
+_LINK_CREATE_UTF8 = _link_create(h5t.CSET_UTF8)
+
+
+def create_group(parent: h5py.Group, name: str, track_order: bool = False) -> h5py.Group:
+    """Creates the group ``parent[name]``, as ``parent.create_group(name, track_order)`` does.
+
+    With ``track_order``, HDF5 keeps the order in which links are created (and stores a group of
+    few links compactly, in its object header).
+    """
+    try:
+        key, lcpl = name.encode("ascii"), _LINK_CREATE_ASCII
+    except UnicodeEncodeError:
+        key, lcpl = name.encode("utf-8"), _LINK_CREATE_UTF8
+    return h5py.Group(h5g.create(parent.id, key, lcpl=lcpl, gcpl=_GROUP_CREATE[track_order]))
+
+
 def set_str_attr(obj: h5py.Group | h5py.Dataset, name: str, value: str) -> None:
     """Sets ``obj.attrs[name] = value``: a variable-length UTF-8 string, as h5py stores a str."""
-    oid = obj.id
+    _set_str_attr(obj.id, name, value)
+
+
+def _set_str_attr(oid: ObjectID, name: str, value: str) -> None:
     key = name.encode()
     if h5a.exists(oid, key):
         h5a.delete(oid, key)
     attr = h5a.create(oid, key, _STR_TYPE, _SCALAR_SPACE)
-    attr.write(np.array(value, dtype=_STR_DTYPE))
+    attr.write(np.array(value, dtype=_STR_DTYPE), mtype=_STR_MEMORY_TYPE)
 
 
 def get_str_attr(obj: h5py.Group | h5py.Dataset, name: str) -> Any:
@@ -80,37 +121,55 @@ def get_str_attr(obj: h5py.Group | h5py.Dataset, name: str) -> Any:
     return obj.attrs.get(name)  # written by another tool: let h5py decode it
 
 
+def has_member(group: h5py.Group, name: str) -> bool:
+    """Tells whether ``group`` has a direct member ``name`` (as ``name in group``, faster)."""
+    return group.id.links.exists(name.encode())
+
+
 def open_child(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset:
     """Returns ``group[name]`` for a direct member ``name``.
 
     Raises:
         KeyError: ``group`` has no member ``name``.
     """
-    key = name.encode()
-    if not group.id.links.exists(key):
+    if not has_member(group, name):
         raise KeyError(f"no member {name!r} in {group.name!r}")
-    oid = h5o.open(group.id, key)
+    oid = h5o.open(group.id, name.encode())
     if isinstance(oid, h5d.DatasetID):
         return h5py.Dataset(oid)
     return group[name]  # a group or a named datatype: let h5py wrap it
 
 
-def _create_dataset(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
-    # As ``parent.create_dataset(name, data=value)``, for a numeric or bytes array or scalar.
+def _create_dataset(parent: h5py.Group, name: str, value: Any) -> h5d.DatasetID:
+    # As ``parent.create_dataset(name, data=value)`` for an array or scalar of any dtype but
+    # unicode; a str must come as a 0-d array of h5py.string_dtype().
     array = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    dtype = array.dtype
+    numeric = dtype.kind in "biufc" and dtype.fields is None
+    file_type = _FILE_TYPES.get(dtype) if numeric else None
+    if file_type is None:
+        file_type = h5t.py_create(dtype, logical=True)
+        if numeric:
+            _FILE_TYPES[dtype] = file_type
     dataset = h5d.create(
-        parent.id,
-        name.encode(),
-        h5t.py_create(array.dtype, logical=True),
-        h5s.create_simple(array.shape),
-        dcpl=_DATASET_CREATE,
+        parent.id, name.encode(), file_type, h5s.create_simple(array.shape), dcpl=_DATASET_CREATE
     )
     if array.size:
-        dataset.write(h5s.ALL, h5s.ALL, array)
-    return h5py.Dataset(dataset)
+        dataset.write(h5s.ALL, h5s.ALL, array, _memory_type(dtype) if numeric else None)
+    return dataset
 
 
+# Building an HDF5 type costs more than writing or reading a small dataset: one per NumPy dtype
+# (numeric dtypes only: string dtypes differ in h5py's tags, which dtype equality ignores).
+_FILE_TYPES: dict[np.dtype[Any], h5t.TypeID] = {}
 _MEMORY_TYPES: dict[np.dtype[Any], h5t.TypeID] = {}
+
+
+def _memory_type(dtype: np.dtype[Any]) -> h5t.TypeID:
+    memory_type = _MEMORY_TYPES.get(dtype)
+    if memory_type is None:
+        memory_type = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
+    return memory_type
 
 
 def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
@@ -118,12 +177,8 @@ def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
     dtype, shape = dataset.dtype, dataset.shape
     if dtype.kind not in "biufc" or dtype.fields is not None or 0 in shape:
         return None
-    # Building the memory type costs more than reading a small dataset: one per dtype.
-    memory_type = _MEMORY_TYPES.get(dtype)
-    if memory_type is None:
-        memory_type = _MEMORY_TYPES[dtype] = h5t.py_create(dtype)
     array = np.empty(shape, dtype=dtype)
-    dataset.read(h5s.ALL, h5s.ALL, array, memory_type)
+    dataset.read(h5s.ALL, h5s.ALL, array, _memory_type(dtype))
     return array
 
 
@@ -152,29 +207,31 @@ def string_info(dataset: h5py.Dataset) -> StringInfo | None:
 def write_node(parent: h5py.Group, name: str, value: Any, node: Node) -> None:
     """Writes the validated ``value``, described by ``node``, as ``parent[name]``."""
     kind = node.kind
-    created: h5py.Group | h5py.Dataset
+    created: ObjectID
     if kind == "dict":
-        created = parent.create_group(name, track_order=True)
+        group = create_group(parent, name, track_order=True)
         for key, item in value.items():
-            write_node(created, key, item, node.children[key])  # type: ignore[union-attr]
+            write_node(group, key, item, node.children[key])  # type: ignore[union-attr]
+        created = group.id
     elif kind in ("tuple", "list"):
-        created = parent.create_group(name)
+        group = create_group(parent, name)
         for index, (item, item_node) in enumerate(zip(value, node.items, strict=True)):  # type: ignore[union-attr]
-            write_node(created, str(index), item, item_node)
+            write_node(group, str(index), item, item_node)
+        created = group.id
     elif kind in ("ndarray", "generic"):
         if value.dtype.kind == "U":
-            created = _write_unicode(parent, name, value)
+            created = _write_unicode(parent, name, value).id
         else:
             created = _create_dataset(parent, name, value)
     elif kind == "str":
-        created = parent.create_dataset(name, data=value, dtype=h5py.string_dtype())
+        created = _create_dataset(parent, name, np.array(value, dtype=_STR_DTYPE))
     elif kind == "bytes":
         created = _create_dataset(parent, name, np.frombuffer(value, dtype=np.uint8))
     elif kind == "none":
-        created = parent.create_dataset(name, data=h5py.Empty("u1"))
+        created = parent.create_dataset(name, data=h5py.Empty("u1")).id
     else:
         created = _create_dataset(parent, name, _PYTHON_SCALAR_TYPES[kind](value))
-    set_str_attr(created, KIND_ATTR, kind)
+    _set_str_attr(created, KIND_ATTR, kind)
 
 
 def _write_unicode(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
@@ -208,9 +265,8 @@ def read_node(obj: h5py.Group | h5py.Dataset) -> Any:
     if kind in ("ndarray", "generic"):
         array = read_array(obj.id)
         return array[()] if kind == "generic" else array
-    raw = _read_numeric(obj.id)
-    if raw is None:
-        raw = obj[()]
+    numeric = _read_numeric(obj.id)
+    raw: Any = obj[()] if numeric is None else numeric
     if kind == "str":
         return raw.decode("utf-8")
     if kind == "bytes":

@@ -339,18 +339,22 @@ class HDF5Storage(DataStorageBase):
         node = validate(data_out)
         *group_names, name = split_key(key)
         parent = self._parent_group(file, group_names, key)
-        temp_name = TEMP_PREFIX + name
-        if temp_name in parent:
-            del parent[temp_name]
+        # Until the flush, nothing reaches the file's committed state (see corelay.io.journal):
+        # a killed writer leaves the last committed state. A value being replaced must also
+        # survive an exception in the middle of the write, so the new one is written beside it.
+        replacing = _hdf5.has_member(parent, name)
+        target = TEMP_PREFIX + name if replacing else name
+        if replacing and _hdf5.has_member(parent, target):
+            del parent[target]  # left by an exception whose cleanup failed
         try:
-            _hdf5.write_node(parent, temp_name, data_out, node)
+            _hdf5.write_node(parent, target, data_out, node)
         except BaseException:
-            if temp_name in parent:
-                del parent[temp_name]
+            if _hdf5.has_member(parent, target):
+                del parent[target]
             raise
-        if name in parent:
+        if replacing:
             del parent[name]
-        parent.move(temp_name, name)
+            parent.move(target, name)
         file.flush()
 
     @staticmethod
