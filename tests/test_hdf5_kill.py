@@ -84,6 +84,17 @@ def test_killed_writer_loses_nothing_returned(tmp_path: Path, wait_for: int, del
             assert_same_tree(latest, tree(latest["index"]))
 
 
+def test_random_kill_moments(tmp_path: Path) -> None:
+    """More kill moments, drawn at random; ``CORELAY_KILL_TRIALS`` sets how many."""
+    rng = random.Random(int(os.environ.get("CORELAY_KILL_SEED", "0")))
+    for trial in range(int(os.environ.get("CORELAY_KILL_TRIALS", "4"))):
+        directory = tmp_path / str(trial)
+        directory.mkdir()
+        test_killed_writer_loses_nothing_returned(
+            directory, rng.randint(0, 40), rng.uniform(0, 0.03)
+        )
+
+
 def test_every_returned_write_is_flushed(tmp_path: Path) -> None:
     # Another process sees the write as soon as it returned (the writer stays open).
     path = tmp_path / "flushed.h5"
