@@ -1,23 +1,6 @@
 """HashedHDF5: pipeline outputs cached in an HDF5 group, keyed by exact hashes of their inputs.
 
-Layout of the group given as ``base`` (plain groups, datasets and attributes, readable with h5py)::
-
-    <base>/
-        <entry name>/          one entry per (data_in, meta); attributes:
-                                   corelay.kind        'hashed-entry', written last: the entry
-                                                       is complete
-                                   corelay.input_hash  ext_hash(data_in)
-                                   corelay.output_hash ext_hash(data_out)
-            data               the output: a dataset, or a group of items '0', '1', ... for a
-                               tuple (the layout of the HDF5 codec, kinds in attributes)
-            meta               the metadata tree, in the codec's layout; a hard link to the
-                               copy in .corelay-meta, shared by all entries with equal metadata
-        .corelay-meta/
-            <ext_hash(meta)>   each distinct metadata tree, stored once
-
-The entry name is ``ext_hash((ext_hash(data_in), ext_hash(meta)))``, 32 hexadecimal digits.
-Entry groups are created with link creation order tracked: HDF5 then stores their few links in
-the object header ("new-style" groups), which halves the cost of flushing a new entry.
+The layout of the entries is in the documentation of :class:`HashedHDF5`.
 """
 
 import contextlib
@@ -25,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5g, h5o, h5p
+from h5py import h5a, h5d, h5g, h5o
 from h5py._objects import ObjectID
 
 from corelay._typecheck import typechecked
@@ -49,24 +32,22 @@ if TYPE_CHECKING:
     HashedOutput: TypeAlias = np.ndarray[Any, Any] | RecursiveNumPyArrayTuple
     """What :class:`HashedHDF5` stores: an array, or a tuple of arrays and such tuples."""
 else:
-    # Checked node by node by HashedHDF5.write, which names the path of a bad node.
+    # HashedHDF5.write checks it node by node and names the path of a bad node.
     HashedOutput = object
 
-#: Value of ``corelay.kind`` on a complete entry group.
+#: Value of the ``corelay.kind`` attribute of a complete entry.
 ENTRY_KIND = "hashed-entry"
-#: Entry attribute: ``ext_hash(data_in)``.
+#: Entry attribute holding ``ext_hash(data_in)``.
 INPUT_HASH_ATTR = "corelay.input_hash"
-#: Entry attribute: ``ext_hash(data_out)``.
+#: Entry attribute holding ``ext_hash(data_out)``.
 OUTPUT_HASH_ATTR = "corelay.output_hash"
-#: Group in ``base`` holding each distinct metadata tree once.
+#: The group in ``base`` that holds each distinct metadata tree once.
 META_GROUP = ".corelay-meta"
 
 _ACCEPTED = "HashedHDF5 stores a numpy.ndarray or a tuple of arrays and such tuples"
-
 _KIND_KEY = KIND_ATTR.encode()
 _OUTPUT_HASH_KEY = OUTPUT_HASH_ATTR.encode()
-_GROUP_CREATE = h5p.create(h5p.GROUP_CREATE)
-_GROUP_CREATE.set_link_creation_order(h5p.CRT_ORDER_TRACKED)
+_META_KEY = META_GROUP.encode()
 
 
 def _check_output(value: object, path: str) -> None:
@@ -90,19 +71,10 @@ def _open_id(group: h5g.GroupID, name: str) -> ObjectID | None:
         return None
 
 
-def _open(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
-    oid = _open_id(group.id, name)
-    if isinstance(oid, h5g.GroupID):
-        return h5py.Group(oid)
-    if isinstance(oid, h5d.DatasetID):
-        return h5py.Dataset(oid)
-    return None  # a named datatype
-
-
 def _complete_entry(base: h5py.Group, name: str) -> h5g.GroupID | None:
     entry = _open_id(base.id, name)
-    # The kind, written last, marks a complete entry; and only HashedHDF5 writes the output
-    # hash. Testing that both exist costs a tenth of reading the kind's value.
+    # The kind, written last, marks a complete entry, and only HashedHDF5 writes the output
+    # hash: testing that both exist costs a tenth of reading the kind's value.
     if (
         isinstance(entry, h5g.GroupID)
         and h5a.exists(entry, _KIND_KEY)
@@ -110,10 +82,6 @@ def _complete_entry(base: h5py.Group, name: str) -> h5g.GroupID | None:
     ):
         return entry
     return None
-
-
-def _create_group(parent: h5py.Group, name: str) -> h5py.Group:
-    return h5py.Group(h5g.create(parent.id, name.encode(), gcpl=_GROUP_CREATE))
 
 
 def _unlink(group: h5py.Group, name: str) -> None:
@@ -127,16 +95,46 @@ class HashedHDF5:
     """A cache of pipeline outputs in an HDF5 group, keyed by their input and metadata.
 
     ``write(data_out, data_in, meta)`` stores ``data_out`` (an array, or a tuple of arrays and
-    such tuples) as an entry named by exact content hashes of ``data_in`` and ``meta``;
-    ``read(data_in, meta)`` returns it. Any bit difference in a value, dtype or shape of
-    ``data_in`` or ``meta`` is another entry; the memory layout of an array is not.
+    such tuples, at any depth) as the entry of ``data_in`` and ``meta``; ``read(data_in, meta)``
+    returns it. The entry's name is an exact content hash (:func:`~corelay.io.hashing.ext_hash`)
+    of both: any bit difference in a value, dtype or shape is another entry, while the memory
+    layout of an array is not (a Fortran-ordered or strided copy finds the same entry).
 
-    Each entry is a group holding the output (``data``), the metadata (``meta``) and the hashes
-    of input, metadata and output (attributes), readable with plain h5py; its layout is in the
-    module documentation. A write validates everything before writing, builds the entry under
-    a temporary name, swaps it into place and flushes the file: an entry is complete or absent,
-    a rewrite replaces it atomically, and a write that returned survives the process being
-    killed.
+    An entry is a group, readable with plain h5py, in the group given as ``base``::
+
+        <base>/
+            <entry name>/          one entry per (data_in, meta), with the attributes
+                                       corelay.input_hash   ext_hash(data_in)
+                                       corelay.output_hash  ext_hash(data_out)
+                                       corelay.kind         'hashed-entry', written last: an
+                                                            entry without it is incomplete
+                data               the output in the HDF5 codec's layout: a dataset for an
+                                   array, a group of items '0', '1', ... for a tuple
+                meta               the metadata tree in the codec's layout: a hard link to
+                                   its copy in .corelay-meta, shared by the entries with
+                                   equal metadata
+            .corelay-meta/
+                <ext_hash(meta)>   each distinct metadata tree, stored once
+
+    The entry name is ``ext_hash((ext_hash(data_in), ext_hash(meta)))``, 32 hexadecimal digits
+    (:meth:`entry_name`); names starting with ``.corelay-tmp-`` are entries being replaced. A
+    write validates everything before writing anything, marks the entry complete last, writes
+    a replacement under a temporary name and swaps it in, and flushes the file before it
+    returns: a reader sees a complete entry or none, the old one or the new one.
+
+    That a returned write survives the process being killed at any later moment also depends on
+    how the file was opened. HDF5 writes a flush as many separate writes, and a process killed
+    among them can damage what earlier flushes wrote (with a plain ``h5py.File``, entries that
+    had been flushed were lost in 4 of 80 trials). Open the file with
+    :func:`corelay.io.journal.open_journaled`, which makes each flush atomic, to have that
+    guarantee.
+
+    Each write costs one flush, and HDF5's flush time grows with the number of entries in the
+    file's metadata cache (up to its size, 2 MB by default): a smaller cache makes writes
+    cheaper, at the price of fewer cached reads, for example ``config =
+    file.id.get_mdc_config(); config.set_initial_size = True; config.initial_size =
+    config.min_size = config.max_size = 512 * 1024; file.id.set_mdc_config(config)``.
+    HashedHDF5 leaves that choice to whoever opens the file.
     """
 
     base: h5py.Group
@@ -146,24 +144,26 @@ class HashedHDF5:
         """Uses ``h5group`` as the store.
 
         Args:
-            h5group: The group to hold the entries; the file may be open read-only, then
-                :meth:`write` raises :class:`NoDataTarget`.
+            h5group: The group that holds (or will hold) the entries. If its file is open
+                read-only, :meth:`read` works and :meth:`write` raises :class:`NoDataTarget`.
         """
         self.base = h5group
+        # Group.file builds a new File object on every access; both are looked up once per base.
         self._file: tuple[h5py.Group, h5py.File] | None = None
+        self._meta_group: tuple[h5py.Group, h5py.Group] | None = None
 
     def entry_name(self, data_in: Any, meta: Any) -> str:
         """Returns the name of the entry for ``data_in`` and ``meta`` in :attr:`base`.
 
         Args:
-            data_in: The input; any value :func:`~corelay.io.hashing.ext_hash` accepts.
-            meta: The identifying metadata; any value ``ext_hash`` accepts.
+            data_in: The input: any value :func:`~corelay.io.hashing.ext_hash` accepts.
+            meta: The identifying metadata: any value ``ext_hash`` accepts.
 
         Raises:
-            TypeError: ``data_in`` or ``meta`` holds a value that cannot be hashed.
+            TypeError: ``data_in`` or ``meta`` holds a value ``ext_hash`` does not accept.
 
         Returns:
-            32 hexadecimal digits, ``ext_hash((ext_hash(data_in), ext_hash(meta)))``.
+            ``ext_hash((ext_hash(data_in), ext_hash(meta)))``: 32 hexadecimal digits.
         """
         return _entry_name(ext_hash(data_in), ext_hash(meta))
 
@@ -175,9 +175,9 @@ class HashedHDF5:
             meta: The identifying metadata it was written with.
 
         Raises:
-            NoDataSource: No complete entry is stored for them (the message names the entry);
-                an absent entry, a partly written one, or a foreign group of that name.
-            TypeError: ``data_in`` or ``meta`` holds a value that cannot be hashed.
+            NoDataSource: No complete entry is stored for them: none, an incomplete one, or a
+                group of that name not written by HashedHDF5. The message names the entry.
+            TypeError: ``data_in`` or ``meta`` holds a value ``ext_hash`` does not accept.
             ValueError: The HDF5 file is closed.
 
         Returns:
@@ -187,11 +187,11 @@ class HashedHDF5:
         name = self.entry_name(data_in, meta)
         entry = _complete_entry(base, name)
         if entry is None:
-            # A writer killed between unlinking an old entry and moving the new one into
-            # place leaves the new one, complete, under its temporary name.
+            # A writer killed after unlinking the old entry and before moving the new one
+            # into place leaves the new one, complete, under its temporary name.
             entry = _complete_entry(base, TEMP_PREFIX + name)
         if entry is None:
-            raise NoDataSource(f"no entry {name} for this input and meta in {self._where(base)}")
+            raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
         data = _open_id(entry, "data")
         try:
             if isinstance(data, h5d.DatasetID):  # an array: the only leaf an entry holds
@@ -200,32 +200,32 @@ class HashedHDF5:
                 return cast(HashedOutput, _hdf5.read_node(h5py.Group(data)))
             raise KeyError("no member 'data'")
         except KeyError as error:
-            raise NoDataSource(
-                f"incomplete entry {name} in {self._where(base)}: {error}"
-            ) from error
+            raise NoDataSource(f"incomplete entry {name} in {_where(base)}: {error}") from error
 
     def write(self, data_out: HashedOutput, data_in: Any, meta: Any) -> None:
         """Stores ``data_out`` as the output produced from ``data_in`` with ``meta``.
 
-        An existing entry for the same input and metadata is replaced. The file is flushed
-        before this returns.
+        An existing entry for the same input and metadata is replaced, atomically. The file is
+        flushed before this returns.
 
         Args:
-            data_out: The output: a ``numpy.ndarray`` (of a dtype the stored tree accepts), or a
+            data_out: The output: a ``numpy.ndarray`` of a dtype the stored tree accepts, or a
                 tuple of arrays and such tuples, at any depth.
-            data_in: The input; any value :func:`~corelay.io.hashing.ext_hash` accepts.
-            meta: Identifying metadata: any stored tree (``None``, scalars, str, arrays, NumPy
-                scalars, dicts with str keys, tuples, lists). It is hashed into the entry name
-                and stored in the entry. A value that cannot be stored (a function, a set) is
-                rejected rather than stored as its repr, which could not be read back.
+            data_in: The input: any value :func:`~corelay.io.hashing.ext_hash` accepts.
+            meta: Identifying metadata: any stored tree (``None``, bool, int, float, complex,
+                str, bytes, NumPy arrays and scalars, dicts with str keys, tuples and lists of
+                them). It is hashed into the entry's name and stored in the entry, to be read
+                back exactly. A value that cannot be stored (a function, a set) is a
+                ``TypeError``: storing its repr instead would not read back as the value.
 
         Raises:
             NoDataTarget: The HDF5 file is open read-only.
-            TypeError: ``data_out`` is not an array or a tuple of them, an array has an
-                unsupported dtype, or ``meta`` or ``data_in`` holds a value that cannot be
-                stored or hashed; the message names the path of the node, for example
+            TypeError: ``data_out`` is not an array or a tuple of them, an array's dtype is not
+                supported, ``meta`` holds a value that cannot be stored, or ``data_in`` one
+                that cannot be hashed. The message names the path of the node, for example
                 ``data_out[1][0]: ...``. Nothing is written.
-            ValueError: The HDF5 file is closed, or ``meta`` has an invalid dict key.
+            ValueError: The HDF5 file is closed, or ``meta`` has an invalid dict key (empty,
+                containing ``/``, ``.`` or ``..``). Nothing is written.
         """
         base = self._open_base()
         file = self._file_of(base)
@@ -233,28 +233,42 @@ class HashedHDF5:
             raise NoDataTarget(f"HDF5 file {file.filename!r} is open read-only")
         _check_output(data_out, "data_out")
         node = validate(data_out)
-        meta_node = validate(meta, "meta")
-        input_hash, meta_hash = ext_hash(data_in), ext_hash(meta)
+        try:
+            meta_hash = ext_hash(meta)
+        except TypeError:
+            validate(meta, "meta")  # raises, naming the path from "meta"
+            raise
+        meta_group = self._meta_group_of(base)
+        # Equal hashes are equal trees: a stored metadata tree was validated when stored.
+        meta_node = None
+        if meta_group is None or not meta_group.id.links.exists(meta_hash.encode()):
+            meta_node = validate(meta, "meta")
+        input_hash = ext_hash(data_in)
         output_hash = ext_hash(data_out)
         name = _entry_name(input_hash, meta_hash)
         temp_name = TEMP_PREFIX + name
         _unlink(base, temp_name)  # left by a killed writer
+        # A new entry is written in place: until its kind is set, readers take it for absent.
+        # An existing one (complete or not) is replaced by a swap.
+        replace = base.id.links.exists(name.encode())
+        target = temp_name if replace else name
         try:
-            meta_group = self._store_meta(base, meta_hash, meta, meta_node)
-            entry = _create_group(base, temp_name)
+            if meta_node is not None:
+                meta_group = self._store_meta(base, meta_group, meta_hash, meta, meta_node)
+            assert meta_group is not None
+            entry = _hdf5.create_group(base, target, track_order=True)
             _hdf5.write_node(entry, "data", data_out, node)
             entry.id.links.create_hard(b"meta", meta_group.id, meta_hash.encode())
             set_str_attr(entry, INPUT_HASH_ATTR, input_hash)
             set_str_attr(entry, OUTPUT_HASH_ATTR, output_hash)
             set_str_attr(entry, KIND_ATTR, ENTRY_KIND)
-            if base.id.links.exists(name.encode()):
-                # The new entry is on disk, complete, before the old one is unlinked.
-                file.flush()
+            if replace:
+                file.flush()  # the new entry is on disk, complete, before the old one goes
                 base.id.unlink(name.encode())
-            base.id.move(temp_name.encode(), name.encode())
+                base.id.move(temp_name.encode(), name.encode())
         except BaseException:
             with contextlib.suppress(Exception):
-                _unlink(base, temp_name)
+                _unlink(base, target)
             raise
         file.flush()
 
@@ -265,24 +279,34 @@ class HashedHDF5:
         return base
 
     def _file_of(self, base: h5py.Group) -> h5py.File:
-        # ``Group.file`` builds a new File object on every access.
         if self._file is None or self._file[0] is not base:
             self._file = (base, base.file)
         return self._file[1]
 
-    @staticmethod
-    def _where(base: h5py.Group) -> str:
-        return f"group {base.name!r} of {base.file.filename!r}"
+    def _meta_group_of(self, base: h5py.Group) -> h5py.Group | None:
+        cached = self._meta_group
+        if cached is not None and cached[0] is base and base.id.links.exists(_META_KEY):
+            return cached[1]
+        found = _open_id(base.id, META_GROUP)
+        if found is None:
+            return None
+        if not isinstance(found, h5g.GroupID):
+            raise ValueError(f"{META_GROUP!r} in {_where(base)} is not a group")
+        meta_group = h5py.Group(found)
+        self._meta_group = (base, meta_group)
+        return meta_group
 
-    @staticmethod
-    def _store_meta(base: h5py.Group, meta_hash: str, meta: object, meta_node: Node) -> h5py.Group:
-        meta_group = _open(base, META_GROUP)
+    def _store_meta(
+        self,
+        base: h5py.Group,
+        meta_group: h5py.Group | None,
+        meta_hash: str,
+        meta: object,
+        meta_node: Node,
+    ) -> h5py.Group:
         if meta_group is None:
-            meta_group = _create_group(base, META_GROUP)
-        elif not isinstance(meta_group, h5py.Group):
-            raise ValueError(f"{META_GROUP!r} in {base.name!r} is a dataset, not a group")
-        if meta_group.id.links.exists(meta_hash.encode()):
-            return meta_group  # moved into place once complete
+            meta_group = _hdf5.create_group(base, META_GROUP, track_order=True)
+            self._meta_group = (base, meta_group)
         temp_name = TEMP_PREFIX + meta_hash
         _unlink(meta_group, temp_name)
         try:
@@ -291,6 +315,9 @@ class HashedHDF5:
             with contextlib.suppress(Exception):
                 _unlink(meta_group, temp_name)
             raise
-        _unlink(meta_group, meta_hash)
         meta_group.id.move(temp_name.encode(), meta_hash.encode())
         return meta_group
+
+
+def _where(base: h5py.Group) -> str:
+    return f"group {base.name!r} of {base.file.filename!r}"

@@ -1,0 +1,528 @@
+"""HashedHDF5: exact keys, round trips, validation, atomic entries, plain-h5py readable layout."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import h5py
+import numpy as np
+import pytest
+
+from corelay.io import _hashed
+from corelay.io._hdf5 import KIND_ATTR
+from corelay.io._keys import TEMP_PREFIX
+from corelay.io.hashing import ext_hash
+from corelay.io.journal import open_journaled
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, NoDataTarget
+from tests.cases import TREE_CASES, assert_same_tree
+
+META: dict[str, Any] = {"function": "tests.step", "params": {"k": 3, "eps": np.float32(1e-3)}}
+
+
+def _is_hashed_output(tree: object) -> bool:
+    if isinstance(tree, np.ndarray):
+        return True
+    items = cast("tuple[object, ...]", tree)
+    return type(tree) is tuple and all(_is_hashed_output(item) for item in items)
+
+
+OUTPUT_CASES = [(case_id, tree) for case_id, tree in TREE_CASES if _is_hashed_output(tree)]
+OTHER_CASES = [(case_id, tree) for case_id, tree in TREE_CASES if not _is_hashed_output(tree)]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "cache.h5"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[HashedHDF5]:
+    with h5py.File(path, "w") as file:
+        yield HashedHDF5(file.create_group("cache"))
+
+
+def _cache(file: h5py.File) -> h5py.Group:
+    group = file["cache"]
+    assert isinstance(group, h5py.Group)
+    return group
+
+
+def _values(output: object) -> list[Any]:
+    assert isinstance(output, np.ndarray)
+    values: list[Any] = output.tolist()
+    return values
+
+
+def _member(group: h5py.Group, name: str) -> Any:
+    member = group[name]
+    assert isinstance(member, h5py.Dataset)
+    return member[()]
+
+
+def _snapshot(group: h5py.Group) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Every member's name and attributes, recursively: equal snapshots, unchanged groups."""
+    members: list[tuple[str, list[tuple[str, Any]]]] = [("", sorted(group.attrs.items()))]
+    group.visititems(lambda name, obj: members.append((name, sorted(obj.attrs.items()))))
+    return members
+
+
+def test_the_cases_cover_arrays_and_tuples() -> None:
+    ids = {case_id for case_id, _ in OUTPUT_CASES}
+    assert {"float64-2d", "empty-tuple", "tuple-of-arrays", "long-tuple", "unicode-2d"} <= ids
+    assert {"dict-order", "list-mixed", "np-float64", "none", "str"} <= {i for i, _ in OTHER_CASES}
+
+
+@pytest.mark.parametrize("tree", [t for _, t in OUTPUT_CASES], ids=[i for i, _ in OUTPUT_CASES])
+def test_round_trip(path: Path, tree: Any) -> None:
+    data_in = np.arange(5)
+    with h5py.File(path, "w") as file:
+        store = HashedHDF5(file.create_group("cache"))
+        store.write(tree, data_in, META)
+        assert_same_tree(store.read(data_in, META), tree)
+    with h5py.File(path, "r") as file:
+        assert_same_tree(HashedHDF5(_cache(file)).read(data_in, META), tree)
+
+
+def test_all_outputs_in_one_group(path: Path) -> None:
+    with h5py.File(path, "w") as file:
+        store = HashedHDF5(file.create_group("cache"))
+        for case_id, tree in OUTPUT_CASES:
+            store.write(tree, case_id, {"case": case_id})
+    with h5py.File(path, "r") as file:
+        store = HashedHDF5(_cache(file))
+        for case_id, tree in OUTPUT_CASES:
+            assert_same_tree(store.read(case_id, {"case": case_id}), tree, case_id)
+
+
+def test_nested_tuples_keep_order_and_depth(store: HashedHDF5) -> None:
+    tree = (np.zeros(1), ((np.ones(2),), ()), tuple(np.full(1, i) for i in range(12)))
+    store.write(tree, "in", None)
+    assert_same_tree(store.read("in", None), tree)
+
+
+@pytest.mark.parametrize("tree", [t for _, t in OTHER_CASES], ids=[i for i, _ in OTHER_CASES])
+def test_other_trees_are_rejected_and_nothing_is_written(store: HashedHDF5, tree: Any) -> None:
+    store.write(np.arange(3), "existing", None)
+    before = _snapshot(store.base)
+    with pytest.raises(TypeError, match=r"^data_out: unsupported type"):
+        store.write(tree, "in", META)
+    assert _snapshot(store.base) == before
+
+
+@pytest.mark.parametrize(
+    ("data_out", "message"),
+    [
+        ((np.arange(2), [1]), r"^data_out\[1\]: unsupported type list"),
+        ((np.arange(2), (np.ones(1), 1.5)), r"^data_out\[1\]\[1\]: unsupported type float"),
+        (((np.array([object()]),),), r"^data_out\[0\]\[0\]: unsupported object dtype"),
+        (np.zeros(2, dtype="f4,i4"), r"^data_out: unsupported structured dtype"),
+        (np.ma.masked_array([1, 2]), r"^data_out: unsupported type MaskedArray"),
+        ((np.arange(2), np.float64(1.0)), r"^data_out\[1\]: unsupported type float64"),
+    ],
+)
+def test_bad_outputs_name_the_path(store: HashedHDF5, data_out: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        store.write(data_out, "in", META)
+    assert list(store.base) == []  # not even the metadata group
+
+
+@pytest.mark.parametrize(
+    ("meta", "error", "message"),
+    [
+        ({"fn": print}, TypeError, r"^meta\['fn'\]: unsupported type builtin_function"),
+        ({"s": {1, 2}}, TypeError, r"^meta\['s'\]: unsupported type set"),
+        ({1: "int key"}, TypeError, r"^meta: dict key 1 is int"),
+        ({"a/b": 1}, ValueError, r"^meta: invalid dict key"),
+    ],
+)
+def test_unstorable_meta_is_rejected_before_writing(
+    store: HashedHDF5, meta: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        store.write(np.arange(2), "in", meta)
+    assert list(store.base) == []
+
+
+def test_unhashable_input_is_rejected_before_writing(store: HashedHDF5) -> None:
+    with pytest.raises(TypeError, match=r"unsupported type function"):
+        store.write(np.arange(2), (1, lambda: 0), None)
+    with pytest.raises(TypeError, match=r"unsupported type function"):
+        store.read((1, lambda: 0), None)
+    assert list(store.base) == []
+
+
+def _flip_last_bit(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    flipped = array.copy()
+    flipped.reshape(-1).view(np.uint8)[-1] ^= 1
+    return flipped
+
+
+BASE_INPUT = np.linspace(1.0, 2.0, 6)
+DIFFERENT_INPUTS = {
+    "last-bit": _flip_last_bit(BASE_INPUT),
+    "third-significant-digit": BASE_INPUT * 1.001,
+    "dtype-float32": BASE_INPUT.astype(np.float32),
+    "dtype-big-endian": BASE_INPUT.astype(">f8"),
+    "shape": BASE_INPUT.reshape(2, 3),
+    "shape-column": BASE_INPUT.reshape(6, 1),
+    "tuple-of-it": (BASE_INPUT,),
+    "list-of-it": [BASE_INPUT],
+}
+
+
+@pytest.mark.parametrize("other", DIFFERENT_INPUTS.values(), ids=DIFFERENT_INPUTS.keys())
+def test_inputs_differing_in_any_bit_dtype_or_shape_are_other_entries(
+    store: HashedHDF5, other: Any
+) -> None:
+    store.write(np.array([1]), BASE_INPUT, None)
+    with pytest.raises(NoDataSource):
+        store.read(other, None)
+    store.write(np.array([2]), other, None)
+    assert _values(store.read(BASE_INPUT, None)) == [1]
+    assert _values(store.read(other, None)) == [2]
+    assert store.entry_name(other, None) != store.entry_name(BASE_INPUT, None)
+
+
+LAYOUT_EQUAL = {
+    "fortran-order": np.asfortranarray(BASE_INPUT.reshape(2, 3)),
+    "strided-view": np.linspace(1.0, 2.0, 11)[::2].reshape(2, 3)[:, ::1],
+    "transposed": np.arange(6.0).reshape(3, 2).T,
+}
+
+
+@pytest.mark.parametrize("same", LAYOUT_EQUAL.values(), ids=LAYOUT_EQUAL.keys())
+def test_memory_layout_does_not_matter(store: HashedHDF5, same: Any) -> None:
+    c_ordered = np.ascontiguousarray(same)
+    assert c_ordered.flags.c_contiguous
+    store.write(np.array([7]), c_ordered, META)
+    assert _values(store.read(same, META)) == [7]
+    store.write(np.array([8]), same, META)  # the same entry, replaced
+    assert _values(store.read(c_ordered, META)) == [8]
+    assert len(store.base) == 2  # the entry and the metadata group
+
+
+def test_meta_is_part_of_the_key(store: HashedHDF5) -> None:
+    metas: list[Any] = [None, {}, {"a": 1}, {"a": 1.0}, {"a": True}, {"a": np.int64(1)}, "a"]
+    for index, meta in enumerate(metas):
+        store.write(np.array([index]), "in", meta)
+    for index, meta in enumerate(metas):
+        assert _values(store.read("in", meta)) == [index]
+    # Dict order is not part of the key.
+    store.write(np.array([9]), "in", {"x": 1, "y": 2})
+    assert _values(store.read("in", {"y": 2, "x": 1})) == [9]
+
+
+def test_entry_name_is_the_hash_of_input_and_meta_hashes(store: HashedHDF5) -> None:
+    name = store.entry_name(BASE_INPUT, META)
+    assert name == ext_hash((ext_hash(BASE_INPUT), ext_hash(META)))
+    assert len(name) == 32
+    assert int(name, 16) >= 0
+
+
+def test_rewrite_replaces_the_entry(store: HashedHDF5) -> None:
+    store.write(np.arange(3), "in", META)
+    store.write((np.ones(2), (np.zeros(1),)), "in", META)
+    assert_same_tree(store.read("in", META), (np.ones(2), (np.zeros(1),)))
+    store.write(np.arange(4.0), "in", META)
+    assert_same_tree(store.read("in", META), np.arange(4.0))
+    name = store.entry_name("in", META)
+    assert sorted(store.base) == sorted([name, _hashed.META_GROUP])
+
+
+def test_rejected_rewrite_keeps_the_old_entry(store: HashedHDF5) -> None:
+    store.write(np.arange(3), "in", META)
+    before = _snapshot(store.base)
+    with pytest.raises(TypeError):
+        store.write(cast(Any, (np.arange(3), "text")), "in", META)
+    assert _snapshot(store.base) == before
+    assert_same_tree(store.read("in", META), np.arange(3))
+
+
+def test_absent_entry_is_no_data_source_naming_the_hash(store: HashedHDF5) -> None:
+    name = store.entry_name("in", META)
+    with pytest.raises(NoDataSource, match=name):
+        store.read("in", META)
+    store.write(np.arange(3), "other", META)
+    with pytest.raises(NoDataSource, match=name):
+        store.read("in", META)
+
+
+def _hand_built(store: HashedHDF5, kind: str | None, output_hash: bool, data: bool) -> str:
+    name = store.entry_name("in", META)
+    group = store.base.create_group(name)
+    if data:
+        group.create_dataset("data", data=np.arange(3))
+    if output_hash:
+        group.attrs[_hashed.OUTPUT_HASH_ATTR] = ext_hash(np.arange(3))
+    if kind is not None:
+        group.attrs[KIND_ATTR] = kind
+    return name
+
+
+@pytest.mark.parametrize(
+    ("kind", "output_hash", "data"),
+    [
+        (None, False, True),  # killed before the attributes: data only
+        (None, True, True),  # killed before the kind
+        (_hashed.ENTRY_KIND, True, False),  # no data
+        ("dict", False, True),  # an HDF5Storage dict at that name
+    ],
+)
+def test_incomplete_or_foreign_groups_are_no_data_source(
+    store: HashedHDF5, kind: str | None, output_hash: bool, data: bool
+) -> None:
+    name = _hand_built(store, kind, output_hash, data)
+    with pytest.raises(NoDataSource, match=name):
+        store.read("in", META)
+    # Writing replaces them.
+    store.write(np.arange(5), "in", META)
+    assert_same_tree(store.read("in", META), np.arange(5))
+
+
+def test_upstream_entry_and_dataset_at_the_name_are_no_data_source(store: HashedHDF5) -> None:
+    name = store.entry_name("in", META)
+    upstream = store.base.create_group(name)
+    upstream["data"] = np.arange(3)
+    for member in ("meta", "input", "output"):
+        upstream[member] = '"json"'
+    with pytest.raises(NoDataSource, match=name):
+        store.read("in", META)
+    del store.base[name]
+    store.base[name] = np.arange(3)
+    with pytest.raises(NoDataSource, match=name):
+        store.read("in", META)
+
+
+def test_tuple_entry_missing_an_item_is_no_data_source(store: HashedHDF5) -> None:
+    store.write((np.zeros(1), np.ones(1), np.ones(2)), "in", META)
+    data = store.base[store.entry_name("in", META)]["data"]
+    assert isinstance(data, h5py.Group)
+    del data["1"]
+    with pytest.raises(NoDataSource, match="incomplete entry"):
+        store.read("in", META)
+
+
+def test_an_entry_left_complete_under_its_temporary_name_is_read(store: HashedHDF5) -> None:
+    # What a writer killed between unlinking the old entry and moving in the new one leaves.
+    store.write(np.arange(3), "in", META)
+    name = store.entry_name("in", META)
+    store.base.move(name, TEMP_PREFIX + name)
+    assert_same_tree(store.read("in", META), np.arange(3))
+    store.write(np.arange(4), "in", META)
+    assert sorted(store.base) == sorted([name, _hashed.META_GROUP])
+    assert_same_tree(store.read("in", META), np.arange(4))
+
+
+def test_an_incomplete_temporary_entry_is_ignored_and_removed(store: HashedHDF5) -> None:
+    name = store.entry_name("in", META)
+    store.base.create_group(TEMP_PREFIX + name).create_dataset("data", data=np.arange(2))
+    with pytest.raises(NoDataSource):
+        store.read("in", META)
+    store.write(np.arange(3), "in", META)
+    assert TEMP_PREFIX + name not in store.base
+
+
+def test_a_failed_write_leaves_nothing(store: HashedHDF5, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write(np.arange(3), "old", META)
+    before = _snapshot(store.base)
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_hashed, "set_str_attr", fail)
+    with pytest.raises(OSError, match="disk full"):
+        store.write(np.arange(4), "new", META)  # a new entry
+    with pytest.raises(OSError, match="disk full"):
+        store.write(np.arange(4), "old", META)  # a replacement
+    assert _snapshot(store.base) == before
+    monkeypatch.undo()
+    assert_same_tree(store.read("old", META), np.arange(3))
+
+
+def test_entries_are_readable_with_plain_h5py(path: Path) -> None:
+    data_in = np.arange(4.0)
+    meta = {"function": "mod.f", "kwargs": {"k": np.int8(3), "names": ["a", "b"]}, "x": None}
+    with h5py.File(path, "w") as file:
+        store = HashedHDF5(file.create_group("cache"))
+        store.write((np.ones(2), (np.arange(3),)), data_in, meta)
+        store.write(np.zeros(3, dtype=np.float32), data_in + 1, meta)
+        name = store.entry_name(data_in, meta)
+        other = store.entry_name(data_in + 1, meta)
+    with h5py.File(path, "r") as file:
+        cache = _cache(file)
+        entry = cache[name]
+        assert isinstance(entry, h5py.Group)
+        assert entry.attrs["corelay.kind"] == "hashed-entry"
+        assert entry.attrs["corelay.input_hash"] == ext_hash(data_in)
+        assert entry.attrs["corelay.output_hash"] == ext_hash((np.ones(2), (np.arange(3),)))
+        assert name == ext_hash((ext_hash(data_in), ext_hash(meta)))
+        np.testing.assert_array_equal(_member(entry, "data/0"), np.ones(2))
+        np.testing.assert_array_equal(_member(entry, "data/1/0"), np.arange(3))
+        assert _member(entry, "meta/function") == b"mod.f"
+        assert _member(entry, "meta/kwargs/k") == 3
+        # Equal metadata is stored once, in the metadata group; entries link to it.
+        assert entry["meta"] == cache[f"{other}/meta"]
+        assert entry["meta"] == cache[f"{_hashed.META_GROUP}/{ext_hash(meta)}"]
+        np.testing.assert_array_equal(_member(cache, f"{other}/data"), np.zeros(3))
+    # The metadata round-trips exactly through the shared codec.
+    with HDF5Storage(path, "r") as storage:
+        assert_same_tree(storage[f"cache/{name}/meta"], meta)
+
+
+def test_read_only_file_reads_and_refuses_writes(path: Path) -> None:
+    with h5py.File(path, "w") as file:
+        HashedHDF5(file.create_group("cache")).write(np.arange(3), "in", None)
+    with h5py.File(path, "r") as file:
+        store = HashedHDF5(_cache(file))
+        assert_same_tree(store.read("in", None), np.arange(3))
+        with pytest.raises(NoDataTarget, match="read-only"):
+            store.write(np.arange(3), "other", None)
+
+
+def test_closed_file_is_value_error(path: Path) -> None:
+    file = h5py.File(path, "w")
+    store = HashedHDF5(file.create_group("cache"))
+    store.write(np.arange(3), "in", None)
+    file.close()
+    with pytest.raises(ValueError, match="closed"):
+        store.read("in", None)
+    with pytest.raises(ValueError, match="closed"):
+        store.write(np.arange(3), "in", None)
+
+
+def test_base_can_be_swapped(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "a.h5", "w") as first, h5py.File(tmp_path / "b.h5", "w") as second:
+        store = HashedHDF5(first)
+        store.write(np.arange(3), "in", META)
+        store.base = second.create_group("g")
+        with pytest.raises(NoDataSource):
+            store.read("in", META)
+        store.write(np.arange(4), "in", META)
+        assert_same_tree(store.read("in", META), np.arange(4))
+        assert_same_tree(HashedHDF5(first).read("in", META), np.arange(3))
+
+
+def test_wrong_argument_types_are_type_errors() -> None:
+    with pytest.raises(TypeError):
+        HashedHDF5("cache.h5")  # type: ignore[arg-type]
+
+
+def test_every_returned_write_is_flushed(path: Path) -> None:
+    file = h5py.File(path, "w")
+    store = HashedHDF5(file.create_group("cache"))
+    store.write(np.arange(5), "in", META)
+    check = subprocess.run(
+        [sys.executable, "-c", _READ_BACK, str(path), store.entry_name("in", META)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    file.close()
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "4.0"
+
+
+_READ_BACK = """
+import sys, h5py
+with h5py.File(sys.argv[1], "r", locking=False) as file:
+    print(float(file["cache"][sys.argv[2]]["data"][4]))
+"""
+
+# The writer of the SIGKILL trials: a stream of entries, one entry rewritten at every step, and
+# a line with the step and the entry's name after each write returned.
+_WRITER = """
+import sys
+import numpy as np
+from corelay.io.journal import open_journaled
+from corelay.io.storage import HashedHDF5
+sys.path.insert(0, sys.argv[2])
+from test_hashed import killed_output, killed_input, KILLED_META
+
+with open_journaled(sys.argv[1], "a") as file:
+    store = HashedHDF5(file.require_group("cache"))
+    for step in range(100_000):
+        store.write(killed_output(step), killed_input(step), KILLED_META)
+        store.write(killed_output(step), "latest", KILLED_META)
+        print(step, store.entry_name(killed_input(step), KILLED_META), flush=True)
+"""
+
+KILLED_META = {"function": "tests.killed", "params": {"n": 3}}
+
+
+def killed_input(step: int) -> np.ndarray[Any, Any]:
+    """The input of the entry written at ``step`` of the killed writer."""
+    return np.full(4, step, dtype=np.int64)
+
+
+def killed_output(step: int) -> Any:
+    """The output written at ``step``: sizes vary so that kills land inside big writes."""
+    size = 2**17 if step % 4 == 0 else 10 + step
+    if step % 3 == 0:
+        return (np.full(size, step, dtype=np.float64), (np.arange(step % 5),))
+    return np.full(size, step, dtype=np.float32)
+
+
+# (returned steps to wait for, then extra seconds before SIGKILL)
+_KILL_MOMENTS = [(0, 0.0), (1, 0.0), (1, 0.002), (3, 0.001), (8, 0.0), (20, 0.003), (35, 0.0005)]
+
+
+@pytest.mark.parametrize(("wait_for", "delay"), _KILL_MOMENTS)
+def test_killed_writer_loses_no_returned_entry(path: Path, wait_for: int, delay: float) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert writer.stdout is not None
+    lines: list[str] = []
+    while len(lines) < wait_for:
+        line = writer.stdout.readline()
+        assert line, "the writer stopped before it was killed"
+        lines.append(line)
+    time.sleep(delay + random.uniform(0, 0.002))
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    lines += writer.stdout.read().splitlines()
+    writer.stdout.close()
+    returned = [line.split() for line in lines if line.strip()]
+    if not path.exists():
+        assert not returned
+        return
+    with open_journaled(path, "r") as file:
+        if "cache" not in file:
+            assert not returned
+            return
+        store = HashedHDF5(_cache(file))
+        for step_text, name in returned:
+            step = int(step_text)
+            assert store.entry_name(killed_input(step), KILLED_META) == name
+            assert_same_tree(store.read(killed_input(step), KILLED_META), killed_output(step))
+        last = len(returned) - 1
+        # The write in progress at the kill is complete or absent.
+        try:
+            in_progress = store.read(killed_input(last + 1), KILLED_META)
+        except NoDataSource:
+            pass
+        else:
+            assert_same_tree(in_progress, killed_output(last + 1))
+        # The rewritten entry holds the last returned value or the one in progress.
+        if returned:
+            latest = store.read("latest", KILLED_META)
+            candidates = [killed_output(last), killed_output(last + 1)]
+            assert any(_same(latest, candidate) for candidate in candidates)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    try:
+        assert_same_tree(actual, expected)
+    except AssertionError:
+        return False
+    return True

@@ -1,0 +1,204 @@
+"""memoize: a function's results cached in a Storable, keyed by its name and arguments."""
+
+import inspect
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from corelay.io.memoize import memoize
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoStorage
+from tests.cases import assert_same_tree
+
+
+class Counted:
+    """A function of arrays that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(
+        self, signal: npt.NDArray[np.float64], order: int = 1, *, scale: float = 1.0
+    ) -> npt.NDArray[np.float64]:
+        self.calls.append((signal, order, scale))
+        return np.diff(signal, n=order) * scale
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "memo.h5"
+
+
+@pytest.fixture
+def cache(path: Path) -> Iterator[HashedHDF5]:
+    with h5py.File(path, "w") as file:
+        yield HashedHDF5(file.create_group("memo"))
+
+
+def _memoized(io: Any, counted: Counted) -> Callable[..., npt.NDArray[np.float64]]:
+    def derivative(
+        signal: npt.NDArray[np.float64], order: int = 1, *, scale: float = 1.0
+    ) -> npt.NDArray[np.float64]:
+        return counted(signal, order, scale=scale)
+
+    return memoize(io)(derivative)
+
+
+SIGNAL = np.array([0.0, 1.0, 4.0, 9.0, 16.0])
+
+
+def test_second_call_reads_the_stored_result(cache: HashedHDF5) -> None:
+    counted = Counted()
+    derivative = _memoized(cache, counted)
+    first = derivative(SIGNAL)
+    second = derivative(SIGNAL.copy())
+    assert len(counted.calls) == 1
+    assert_same_tree(second, first)
+    assert_same_tree(first, np.diff(SIGNAL))
+
+
+def test_equal_calls_share_an_entry(cache: HashedHDF5) -> None:
+    counted = Counted()
+    derivative = _memoized(cache, counted)
+    derivative(SIGNAL)
+    derivative(SIGNAL, 1)  # the default, given
+    derivative(signal=SIGNAL, order=1, scale=1.0)  # by keyword
+    derivative(np.asfortranarray(SIGNAL))  # another memory layout
+    assert len(counted.calls) == 1
+
+
+def test_different_arguments_compute(cache: HashedHDF5) -> None:
+    counted = Counted()
+    derivative = _memoized(cache, counted)
+    results = [
+        derivative(SIGNAL),
+        derivative(SIGNAL, 2),
+        derivative(SIGNAL, scale=2.0),
+        derivative(SIGNAL.astype(np.float32)),
+        derivative(SIGNAL + 1e-12),
+    ]
+    assert len(counted.calls) == 5
+    for result, (signal, order, scale) in zip(results, counted.calls, strict=True):
+        assert_same_tree(result, np.diff(signal, n=order) * scale)
+
+
+def test_entries_record_the_function_and_keyword_arguments(path: Path) -> None:
+    counted = Counted()
+    name = f"{__name__}._memoized.<locals>.derivative"
+    meta = {"function": name, "kwargs": {"scale": 0.5}}
+    with h5py.File(path, "w") as file:
+        cache = HashedHDF5(file.create_group("memo"))
+        _memoized(cache, counted)(SIGNAL, 2, scale=0.5)
+        # data_in is the tuple of positional arguments, defaults applied.
+        assert_same_tree(cache.read((SIGNAL, 2), meta), np.diff(SIGNAL, n=2) * 0.5)
+        entry_name = cache.entry_name((SIGNAL, 2), meta)
+    with HDF5Storage(path, "r") as storage:
+        assert_same_tree(storage[f"memo/{entry_name}/meta"], meta)
+
+
+def test_functions_are_told_apart_by_qualified_name(cache: HashedHDF5) -> None:
+    first, second = Counted(), Counted()
+    derivative = _memoized(cache, first)
+
+    def other(
+        signal: npt.NDArray[np.float64], order: int = 1, *, scale: float = 1.0
+    ) -> npt.NDArray[np.float64]:
+        return second(signal, order, scale=scale)
+
+    derivative(SIGNAL)
+    memoize(cache)(other)(SIGNAL)
+    assert len(first.calls) == len(second.calls) == 1
+
+
+def test_another_process_reads_the_cache(path: Path) -> None:
+    counted = Counted()
+    with h5py.File(path, "w") as file:
+        _memoized(HashedHDF5(file.create_group("memo")), counted)(SIGNAL)
+    with h5py.File(path, "a") as file:
+        memo = file["memo"]
+        assert isinstance(memo, h5py.Group)
+        result = _memoized(HashedHDF5(memo), counted)(SIGNAL)
+    assert len(counted.calls) == 1
+    assert_same_tree(result, np.diff(SIGNAL))
+
+
+def test_no_storage_computes_every_time() -> None:
+    counted = Counted()
+    derivative = _memoized(NoStorage(), counted)
+    assert_same_tree(derivative(SIGNAL), np.diff(SIGNAL))
+    assert_same_tree(derivative(SIGNAL), np.diff(SIGNAL))
+    assert len(counted.calls) == 2
+
+
+def test_read_only_file_computes_without_error(path: Path) -> None:
+    counted = Counted()
+    with h5py.File(path, "w") as file:
+        _memoized(HashedHDF5(file.create_group("memo")), counted)(SIGNAL)
+    with h5py.File(path, "r") as file:
+        memo = file["memo"]
+        assert isinstance(memo, h5py.Group)
+        cache = HashedHDF5(memo)
+        derivative = _memoized(cache, counted)
+        assert_same_tree(derivative(SIGNAL), np.diff(SIGNAL))  # stored: read
+        assert len(counted.calls) == 1
+        entries = sorted(memo)
+        assert_same_tree(derivative(SIGNAL, 2), np.diff(SIGNAL, n=2))  # computed, not stored
+        assert_same_tree(derivative(SIGNAL, 2), np.diff(SIGNAL, n=2))
+        assert len(counted.calls) == 3
+        assert sorted(memo) == entries
+
+
+def test_unstorable_results_are_loud(cache: HashedHDF5) -> None:
+    @memoize(cache)
+    def labels(count: int) -> list[str]:
+        return ["a"] * count
+
+    with pytest.raises(TypeError, match=r"^data_out: unsupported type list"):
+        labels(2)
+
+
+def test_unhashable_arguments_are_loud(cache: HashedHDF5) -> None:
+    @memoize(cache)
+    def apply(function: Callable[[int], int], value: int) -> npt.NDArray[np.int64]:
+        return np.array([function(value)])
+
+    with pytest.raises(TypeError, match=r"data\[0\]: unsupported type builtin_function"):
+        apply(abs, -1)
+
+
+def test_tuple_results_round_trip(cache: HashedHDF5) -> None:
+    calls: list[int] = []
+
+    @memoize(cache)
+    def split(
+        values: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.int64], tuple[npt.NDArray[np.int64], ...]]:
+        calls.append(1)
+        return values[:1], (values[1:2], values[2:])
+
+    first = split(np.arange(5))
+    second = split(np.arange(5))
+    assert len(calls) == 1
+    assert_same_tree(second, first)
+    assert_same_tree(second, (np.arange(1), (np.arange(1, 2), np.arange(2, 5))))
+
+
+def test_the_wrapper_looks_like_the_function(cache: HashedHDF5) -> None:
+    def documented(signal: npt.NDArray[np.float64], *, scale: float = 1.0) -> Any:
+        """Scales the signal."""
+        return signal * scale
+
+    wrapped = memoize(cache)(documented)
+    assert wrapped.__name__ == "documented"
+    assert wrapped.__doc__ == "Scales the signal."
+    assert wrapped.__wrapped__ is documented  # type: ignore[attr-defined]
+    assert inspect.signature(wrapped) == inspect.signature(documented)
+
+
+def test_memoize_needs_a_storable() -> None:
+    with pytest.raises(TypeError):
+        memoize("cache.h5")  # type: ignore[arg-type]
