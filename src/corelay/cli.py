@@ -1,67 +1,401 @@
-"""The ``corelay-io`` command."""
+"""The corelay-io command: inspect and validate storage files, write the schemas, run a demo."""
 
 import argparse
+import os
+import pickle
 import sys
-import tempfile
-from collections.abc import Sequence
+import textwrap
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import NamedTuple, TextIO
 
-import numpy as np
+from corelay.io.describe import (
+    ContainerDescription,
+    Description,
+    FileDescription,
+    HashedEntryDescription,
+    HashedGroupDescription,
+    LeafDescription,
+    NotAStorageFileError,
+    describe_file,
+    find_problems,
+)
+from corelay.io.errors import NoDataSource
+from corelay.io.schemas import write_schemas
 
-from corelay.io.storage import HDF5Storage, TreeInput
+__all__ = ["format_description", "main"]
 
-__all__ = ["main"]
-
-
-def _demo(path: Path) -> None:
-    rng = np.random.default_rng(0)
-    result: dict[str, TreeInput] = {
-        "attribution": rng.standard_normal((4, 8, 8)).astype(np.float32),
-        "labels": np.array(["cat", "dog", "cat", "ship"]),
-        "embedding": (np.eye(4), rng.standard_normal(4)),
-        "params": {"n_clusters": 3, "method": "spectral", "seed": None},
-    }
-    with HDF5Storage(path, "w") as storage:
-        storage["analysis"] = result
-    with HDF5Storage(path, "r") as storage:
-        print(f"keys in {path}: {list(storage.keys())}")
-        read = storage["analysis"]
-    for name, value in read.items():
-        print(f"  {name}: {_summary(value)}")
+PROG = "corelay-io"
+#: Where ``corelay-io demo`` writes its cache file unless given ``--path``.
+DEMO_PATH = Path("corelay-demo.h5")
+#: Seconds an operation runs before it shows progress on a terminal.
+PROGRESS_DELAY = 0.5
+_PROGRESS_INTERVAL = 0.1
+_NAME_WIDTH = 36
+_HASH_DIGITS = 12
+_FOREIGN = "*"
 
 
-def _summary(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        array: np.ndarray[Any, Any] = cast(Any, value)
-        return f"ndarray {array.dtype} {array.shape}"
-    if isinstance(value, tuple):
-        items: tuple[object, ...] = cast(Any, value)
-        return f"tuple({', '.join(_summary(item) for item in items)})"
-    return repr(value)
+class TerminalProgress:
+    """Shows ``what: done/total`` on stderr while a long operation runs, if stderr is a terminal.
+
+    Quiet when stderr is not a terminal, and during the first :data:`PROGRESS_DELAY` seconds.
+    """
+
+    def __init__(self, what: str, stream: TextIO | None = None) -> None:
+        self.what = what
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = self.stream.isatty()
+        self.start = time.monotonic()
+        self.shown_at: float | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        """Reports that ``done`` of ``total`` (``None``: unknown) items are done."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.start < PROGRESS_DELAY:
+            return
+        if self.shown_at is not None and now - self.shown_at < _PROGRESS_INTERVAL:
+            return
+        self.shown_at = now
+        count = f"{done}" if total is None else f"{done}/{total}"
+        self.stream.write(f"\r{self.what}: {count}\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Clears the progress line."""
+        if self.shown_at is not None:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown_at = None
+
+
+def _describe(path: Path, key: str | None) -> FileDescription:
+    progress = TerminalProgress(f"reading {path}")
+    try:
+        return describe_file(path, key, progress)
+    finally:
+        progress.close()
+
+
+# ---------------------------------------------------------------------------------- inspect
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return ""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _leaf_details(leaf: LeafDescription) -> str:
+    parts: list[str] = []
+    if leaf.dtype is not None and leaf.kind != "none":
+        parts.append(leaf.dtype)
+    if leaf.shape is not None and leaf.kind in ("ndarray", "generic"):
+        parts.append(str(leaf.shape))
+    if leaf.string_info is not None:
+        encoding, length = leaf.string_info
+        parts.append(f"{encoding}, " + ("variable length" if length is None else f"{length} bytes"))
+    if leaf.kind == "none" and leaf.dtype is not None:
+        parts.append(f"empty dataset of {leaf.dtype}")
+    if leaf.nbytes is not None and leaf.kind not in ("bool", "int", "float", "complex"):
+        parts.append(_size(leaf.nbytes))
+    return "  ".join(parts)
+
+
+def _kind(kind: str, recorded: bool) -> str:
+    return kind if recorded else kind + _FOREIGN
+
+
+def _entry_line(entry: HashedEntryDescription) -> str:
+    data = entry.data
+    if data is None:
+        shown = "no data"
+    elif isinstance(data, LeafDescription):
+        shown = f"{_kind(data.kind, data.recorded)} {_leaf_details(data)}"
+    elif isinstance(data, ContainerDescription):
+        shown = f"{_kind(data.kind, data.recorded)} ({_plural(len(data.children), 'item')})"
+    else:
+        shown = data.node
+    parts = [shown]
+    if entry.input_hash is not None:
+        parts.append(f"in {_short(entry.input_hash)}")
+    if entry.output_hash is not None:
+        parts.append(f"out {_short(entry.output_hash)}")
+    if entry.meta is not None:
+        parts.append(f"meta {entry.meta}")
+    if entry.layout == "corelay-1.0.0":
+        parts.append("[corelay 1.0.0]")
+    if not entry.complete:
+        parts.append("[incomplete: reads as absent]")
+    return "  ".join(parts)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _HASH_DIGITS + 1 else text[:_HASH_DIGITS] + "…"
+
+
+class _Row(NamedTuple):
+    depth: int
+    name: str
+    text: str
+    problem: str | None = None
+    foreign: bool = False
+
+
+def _rows(node: Description, depth: int) -> Iterator[_Row]:
+    """Yields a row for ``node`` and for everything below it."""
+    if isinstance(node, LeafDescription):
+        text = f"{_kind(node.kind, node.recorded):<10} {_leaf_details(node)}".rstrip()
+        yield _Row(depth, node.name, text, node.problem, not node.recorded)
+    elif isinstance(node, ContainerDescription):
+        text = f"{_kind(node.kind, node.recorded):<10} {_plural(len(node.children), 'item')}"
+        yield _Row(depth, node.name + "/", text, node.problem, not node.recorded)
+        for child in node.children:
+            yield from _rows(child, depth + 1)
+    elif isinstance(node, HashedGroupDescription):
+        count = len(node.entries)
+        text = f"{'hashed':<10} HashedHDF5 cache, {count} entr{'y' if count == 1 else 'ies'}"
+        yield _Row(depth, node.name.rstrip("/") + "/", text)
+        for entry in node.entries:
+            data = entry.data
+            foreign = isinstance(data, LeafDescription | ContainerDescription) and not data.recorded
+            yield _Row(depth + 1, _short(entry.name), _entry_line(entry), foreign=foreign)
+            if data is not None:
+                # Only where an entry's data is invalid: the entry's line describes it.
+                yield from (row for row in _rows(data, depth + 2) if row.problem is not None)
+    else:
+        yield _Row(depth, node.name, f"{'other':<10} {node.what}", node.problem)
+
+
+def format_description(description: FileDescription) -> list[str]:
+    """Formats a file description as ``corelay-io inspect`` prints it.
+
+    Args:
+        description: The described file.
+
+    Returns:
+        The lines: a header, then one line per node, indented by depth.
+    """
+    file_format = "HDF5 file" if description.format == "hdf5" else "pickle file"
+    what = "records" if description.format == "pickle" else "keys"
+    count = len(description.entries)
+    header = f"{description.path}: {file_format}, {_size(description.file_bytes)}"
+    if description.key is None:
+        header += f", {count} {what[:-1] if count == 1 else what}"
+    lines = [header]
+    rows = [row for entry in description.entries for row in _rows(entry, 0)]
+    width = min(max((2 * row.depth + len(row.name) for row in rows), default=0), _NAME_WIDTH)
+    for row in rows:
+        label = "  " * row.depth + row.name
+        line = f"  {label:<{width}}  {row.text}"
+        if row.problem is not None:
+            line += f"  !! {row.problem}"
+        lines.append(line.rstrip())
+    if any(row.foreign for row in rows):
+        lines.append(
+            f"({_FOREIGN}: no kind recorded, as in files of corelay 1.0.0 or plain h5py; "
+            "shown as reading returns it)"
+        )
+    return lines
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    description = _describe(args.file, args.key)
+    if args.json:
+        print(description.model_dump_json(indent=2))
+    else:
+        print("\n".join(format_description(description)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------- validate
+
+
+def _count(node: Description) -> int:
+    if isinstance(node, ContainerDescription):
+        return 1 + sum(_count(child) for child in node.children)
+    if isinstance(node, HashedGroupDescription):
+        return 1 + sum(_count(entry.data) for entry in node.entries if entry.data is not None)
+    return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
+    description = _describe(args.file, None)
+    problems = find_problems(description)
+    if not problems:
+        nodes = sum(_count(entry) for entry in description.entries)
+        print(f"{args.file}: valid: all {_plural(nodes, 'node')} hold stored trees")
+        return 0
+    print(f"{args.file}: {_plural(len(problems), 'node')} the library cannot hold:")
+    for path, reason in problems:
+        print(f"  {path}: {reason}")
+    return 1
+
+
+# ---------------------------------------------------------------------------------- schema
+
+
+def _schema(args: argparse.Namespace) -> int:
+    for path in write_schemas(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from corelay._demo import check_replaceable, run_demo  # only the demo needs them
+
+    path: Path = args.path if args.path is not None else DEMO_PATH
+    check_replaceable(path)
+    where = "given with --path" if args.path is not None else "in the current directory"
+    intro = (
+        f"{PROG} demo: a four-step NumPy pipeline (synthetic images -> attribution maps -> "
+        "spectral embedding -> k-means clusters), each step cached with memoize and HashedHDF5 "
+        f"in {path} ({where}; replaced on every run of the demo)."
+    )
+    print(textwrap.fill(intro, width=96, break_on_hyphens=False))
+    print()
+    run_demo(path, sys.stdout)
+    print()
+    print(f"$ {PROG} inspect {path}")
+    print("\n".join(format_description(_describe(path, None))))
+    return 0
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect and validate corelay storage files (HDF5 or pickle), write the "
+        "JSON Schemas of the stored tree, and run a demo.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="print the tree of an HDF5 or pickle storage file",
+        description="Print the tree of an HDF5 or pickle storage file: names, node kinds, "
+        "dtypes, shapes, sizes and string encodings, and one line per entry of a HashedHDF5 "
+        "cache. HDF5 datasets are described from their metadata, without reading them.",
+    )
+    inspect.add_argument("file", type=Path, help="the storage file")
+    inspect.add_argument("key", nargs="?", help="describe only this key (for example 'a/b')")
+    inspect.add_argument(
+        "--json", action="store_true", help="print the description as JSON (see the schemas)"
+    )
+    inspect.set_defaults(handler=_inspect)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check that every node of a file is a stored tree",
+        description="Exit 0 if the library can hold every node of the file; otherwise list "
+        "each offending path with the reason and exit 1.",
+    )
+    validate.add_argument("file", type=Path, help="the storage file")
+    validate.set_defaults(handler=_validate)
+
+    schema = commands.add_parser(
+        "schema",
+        help="write the JSON Schemas of the stored tree and of file descriptions",
+        description="Write the JSON Schemas (draft 2020-12) generated from the models: "
+        "stored-tree.json and file-description.json.",
+    )
+    schema.add_argument("--out", type=Path, required=True, help="the directory to write to")
+    schema.set_defaults(handler=_schema)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a small cached pipeline twice and inspect its cache file",
+        description="Run a four-step NumPy pipeline twice, caching each step in an HDF5 file: "
+        "the first run computes, the second finds every step in the cache. Then inspect the file.",
+    )
+    demo.add_argument(
+        "--path", type=Path, help=f"the cache file (default: {DEMO_PATH} in the current directory)"
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _error_message(error: BaseException) -> str:
+    if isinstance(error, BlockingIOError):
+        return error.strerror or str(error)
+    if isinstance(error, FileExistsError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        reasons: dict[type[OSError], str] = {
+            FileNotFoundError: "no such file",
+            IsADirectoryError: "is a directory",
+            PermissionError: "permission denied",
+        }
+        reason = reasons.get(type(error), error.strerror or str(error))
+        return f"{error.filename}: {reason}"
+    return str(error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``corelay-io`` command.
 
+    Bad input (a missing, damaged or foreign file, a bad key) prints one line to stderr and
+    returns 2, never a traceback.
+
     Args:
         argv: The arguments, without the program name; defaults to ``sys.argv[1:]``.
 
     Returns:
-        The exit status.
+        The exit status: 0 on success, 1 when ``validate`` finds problems, 2 on bad input.
     """
-    parser = argparse.ArgumentParser(prog="corelay-io", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="write a result tree to an HDF5 file and read it back")
-    demo.add_argument("--path", type=Path, help="the HDF5 file (default: a temporary file)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        if args.path is not None:
-            _demo(args.path)
-        else:
-            with tempfile.TemporaryDirectory() as directory:
-                _demo(Path(directory) / "demo.h5")
-    return 0
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            status = handler(args)
+        except (
+            OSError,
+            ValueError,
+            NoDataSource,
+            NotAStorageFileError,
+            pickle.UnpicklingError,
+        ) as error:
+            _print_warnings(caught)
+            if isinstance(error, BrokenPipeError):
+                return _broken_pipe()
+            print(f"{PROG}: error: {_error_message(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+    _print_warnings(caught)
+    return status
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
+
+
+def _broken_pipe() -> int:
+    # The reader of stdout went away (``corelay-io inspect big.h5 | head``): stop quietly.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,838 @@
+"""Descriptions of storage files, made from their metadata: what ``corelay-io inspect`` shows.
+
+:func:`describe_file` describes an HDF5 file (written by :class:`~corelay.io.storage.HDF5Storage`,
+:class:`~corelay.io.storage.HashedHDF5`, corelay 1.0.0 or any other tool) or a
+:class:`~corelay.io.storage.PickleStorage` file as a :class:`FileDescription`: the tree of names,
+node kinds, dtypes, shapes and sizes, with one entry per cached output for HashedHDF5 groups. Each
+node that the library cannot hold carries a ``problem``; :func:`find_problems` lists them with
+their paths.
+
+HDF5 datasets are described from their metadata: no array is read (only the few small datasets
+a HashedHDF5 entry's metadata consists of). A pickle file holds no metadata apart from its
+records, so its records are loaded one at a time, with the same restricted unpickler as
+:class:`~corelay.io.storage.PickleStorage` (a file cannot run code).
+"""
+
+import json
+import math
+import pickle
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias, cast
+
+import h5py
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from corelay._typecheck import typechecked
+from corelay.io import _hdf5, _pickle
+from corelay.io._hashed import ENTRY_KIND, INPUT_HASH_ATTR, META_GROUP, OUTPUT_HASH_ATTR
+from corelay.io._hdf5 import DTYPE_ATTR, KIND_ATTR, get_str_attr
+from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
+from corelay.io.errors import NoDataSource
+from corelay.io.journal import open_journaled
+from corelay.io.tree import ArrayNode, NumpyScalarNode, ScalarNode, StringInfo, validate
+
+__all__ = [
+    "ContainerDescription",
+    "ContainerKind",
+    "Description",
+    "FileDescription",
+    "HashedEntryDescription",
+    "HashedGroupDescription",
+    "LeafDescription",
+    "LeafKind",
+    "NotAStorageFileError",
+    "OtherDescription",
+    "Problem",
+    "Progress",
+    "describe_file",
+    "find_problems",
+]
+
+LeafKind: TypeAlias = Literal[
+    "ndarray", "generic", "bool", "int", "float", "complex", "str", "bytes", "none"
+]
+"""The kinds of leaves, as in the stored tree: what reading the leaf returns."""
+
+ContainerKind: TypeAlias = Literal["dict", "tuple", "list"]
+"""The kinds of containers, as in the stored tree."""
+
+Progress: TypeAlias = Callable[[int, int | None], None]
+"""Called as ``progress(done, total)`` while a file is described; ``total`` may be unknown."""
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class LeafDescription(BaseModel):
+    """A leaf of a stored tree: an HDF5 dataset, or a value in a pickle record."""
+
+    model_config = _CONFIG
+
+    node: Literal["leaf"] = "leaf"
+    """Discriminates the descriptions."""
+
+    name: str
+    """The name in the containing group or container: a key, or an item index such as '3'."""
+
+    kind: LeafKind
+    """What reading the leaf returns: 'ndarray' an array, 'generic' a NumPy scalar, 'none' None,
+    the others the Python type of that name."""
+
+    recorded: bool
+    """Whether the file records the kind (written by this library); otherwise the kind is what
+    reading infers from the layout, as for files written by corelay 1.0.0 or plain h5py."""
+
+    dtype: str | None = None
+    """The NumPy dtype string, for example ``<f4``, ``|S5`` or ``<U5``; ``|O`` for HDF5
+    variable-length strings; None for Python scalars."""
+
+    shape: tuple[int, ...] | None = None
+    """The shape; () for a 0-d dataset or a NumPy scalar; None for Python scalars and HDF5
+    datasets without a dataspace (h5py.Empty)."""
+
+    nbytes: int | None = None
+    """The size of the values in memory once read, in bytes; None when it varies (variable-length
+    strings) or for Python numbers."""
+
+    stored_bytes: int | None = None
+    """The bytes the values take in an HDF5 file; None in a pickle file."""
+
+    string_info: StringInfo | None = None
+    """The encoding and fixed length in bytes (None: variable length) of string data."""
+
+    problem: str | None = None
+    """Why the library cannot hold this node; None when it can."""
+
+
+class ContainerDescription(BaseModel):
+    """A dict, tuple or list of a stored tree: an HDF5 group, or a container in a pickle record."""
+
+    model_config = _CONFIG
+
+    node: Literal["container"] = "container"
+    """Discriminates the descriptions."""
+
+    name: str
+    """The name in the containing group or container."""
+
+    kind: ContainerKind
+    """What reading the container returns: a dict (an OrderedDict), a tuple or a list."""
+
+    recorded: bool
+    """Whether the file records the kind; an HDF5 group without it reads as a dict."""
+
+    children: list["Description"]
+    """The members, in the order reading returns them."""
+
+    problem: str | None = None
+    """Why the library cannot hold this node; None when it can."""
+
+
+class OtherDescription(BaseModel):
+    """Something that is not a node of a stored tree.
+
+    An HDF5 soft or external link, a named datatype, a pickle record that cannot be loaded, or a
+    value of a type the library does not store.
+    """
+
+    model_config = _CONFIG
+
+    node: Literal["other"] = "other"
+    """Discriminates the descriptions."""
+
+    name: str
+    """The name in the containing group or container."""
+
+    what: str
+    """What it is, for example "soft link to '/a'"."""
+
+    problem: str | None = None
+    """Why the library cannot hold it; None for a soft link to an existing object."""
+
+
+class HashedEntryDescription(BaseModel):
+    """One entry of a HashedHDF5 group: an output cached for an input and metadata."""
+
+    model_config = _CONFIG
+
+    name: str
+    """The entry's group name: a hash of the input and the metadata (32 hexadecimal digits)."""
+
+    layout: Literal["corelay", "corelay-1.0.0"]
+    """Who wrote the entry: this library, or corelay 1.0.0 (whose hashes differ, so that its
+    entries are never hit here)."""
+
+    complete: bool
+    """Whether the entry was written completely; an incomplete one reads as absent."""
+
+    input_hash: str | None = None
+    """The hash of the input (corelay 1.0.0: a JSON list of hashes for a tuple input)."""
+
+    output_hash: str | None = None
+    """The hash of the output (corelay 1.0.0: a JSON list of hashes for a tuple output)."""
+
+    meta: str | None = None
+    """The metadata, in one line: small values in full, arrays by dtype and shape."""
+
+    data: "Description | None" = None
+    """The cached output; None when the entry has none."""
+
+
+class HashedGroupDescription(BaseModel):
+    """An HDF5 group that holds the entries of a HashedHDF5 cache."""
+
+    model_config = _CONFIG
+
+    node: Literal["hashed"] = "hashed"
+    """Discriminates the descriptions."""
+
+    name: str
+    """The name in the containing group; '/' for the root group."""
+
+    entries: list[HashedEntryDescription]
+    """The entries, in the group's order."""
+
+
+Description: TypeAlias = Annotated[
+    LeafDescription | ContainerDescription | HashedGroupDescription | OtherDescription,
+    Field(discriminator="node"),
+]
+"""A node of a described file, discriminated by its ``node`` field."""
+
+ContainerDescription.model_rebuild()
+HashedEntryDescription.model_rebuild()
+
+
+class FileDescription(BaseModel):
+    """A storage file described from its metadata: what "corelay-io inspect --json" prints."""
+
+    model_config = _CONFIG
+
+    path: str
+    """The file, as given."""
+
+    format: Literal["hdf5", "pickle"]
+    """The file format."""
+
+    file_bytes: int
+    """The size of the file in bytes."""
+
+    key: str | None = None
+    """The key that was described, or None for the whole file."""
+
+    entries: list[Description]
+    """The described key, or every key at the top level of the file (every record key of a
+    pickle file), in the file's order."""
+
+
+Problem: TypeAlias = tuple[str, str]
+"""A path in a file and why the library cannot hold the node there."""
+
+
+class NotAStorageFileError(ValueError):
+    """The file is not an HDF5 file or a file of pickle records, or it is damaged."""
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ENTRY_NAME = re.compile(r"[0-9a-f]{32}")
+_PICKLE_SUFFIXES = (".pkl", ".pickle")
+_NON_STR_KEY = "dict entry with a "
+# What h5py raises for damaged metadata, besides OSError.
+_UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, OverflowError)
+_UPSTREAM_ENTRY_MEMBERS = ("input", "output")
+# Metadata datasets with up to this many elements are read to show them.
+_META_ELEMENTS = 16
+_META_CHARS = 400
+
+
+@typechecked
+def describe_file(
+    path: str | Path, key: str | None = None, progress: Progress | None = None
+) -> FileDescription:
+    """Describes an HDF5 or pickle storage file, or one key of it.
+
+    Args:
+        path: The file.
+        key: A key: a path of groups like ``'a/b'`` in an HDF5 file, a record key in a pickle
+            file. ``None`` describes every key.
+        progress: Called with the number of nodes (HDF5) or records (pickle) described so far.
+
+    Raises:
+        FileNotFoundError: There is no file at ``path``.
+        NotAStorageFileError: The file is neither HDF5 nor a file of pickle records, or it is
+            truncated or damaged.
+        NoDataSource: The file has no entry at ``key``.
+        ValueError: ``key`` is not a valid key.
+        BlockingIOError: Another process is writing the HDF5 file.
+
+    Returns:
+        The description.
+    """
+    file_path = Path(path)
+    if key is not None:
+        split_key(key)
+    size = file_path.stat().st_size
+    file_format = _detect_format(file_path, size)
+    report: Progress = progress if progress is not None else _no_progress
+    if file_format == "hdf5":
+        entries = _describe_hdf5(file_path, key, report)
+    else:
+        entries = _describe_pickle(file_path, key, report)
+    return FileDescription(
+        path=str(path), format=file_format, file_bytes=size, key=key, entries=entries
+    )
+
+
+@typechecked
+def find_problems(description: FileDescription) -> list[Problem]:
+    """Lists every node of a described file that the library cannot hold.
+
+    Args:
+        description: The described file.
+
+    Returns:
+        ``(path, reason)`` pairs in file order; HDF5 paths like ``/a/b``, pickle paths like
+        ``key['a'][0]``.
+    """
+    pickle_file = description.format == "pickle"
+    problems: list[Problem] = []
+    for entry in description.entries:
+        root = entry.name if pickle_file else "/" + entry.name.lstrip("/")
+        problems.extend(_problems(entry, root, pickle_file))
+    return problems
+
+
+def _problems(node: "Description", path: str, pickle_file: bool) -> Iterator[Problem]:
+    if node.node != "hashed" and node.problem is not None:
+        yield path, node.problem
+    if isinstance(node, ContainerDescription):
+        for child in node.children:
+            yield from _problems(child, _child_path(path, node, child, pickle_file), pickle_file)
+    elif isinstance(node, HashedGroupDescription):
+        for entry in node.entries:
+            if entry.data is not None:
+                data_path = f"{path.rstrip('/')}/{entry.name}/data"
+                yield from _problems(entry.data, data_path, pickle_file)
+
+
+def _child_path(
+    path: str, parent: ContainerDescription, child: "Description", pickle_file: bool
+) -> str:
+    if not pickle_file:
+        return f"{path.rstrip('/')}/{child.name}"
+    if parent.kind != "dict" or (
+        isinstance(child, OtherDescription) and child.what.startswith(_NON_STR_KEY)
+    ):
+        return f"{path}[{child.name}]"  # an index, or the repr of a key that is not a str
+    return f"{path}[{child.name!r}]"
+
+
+def _no_progress(done: int, total: int | None) -> None:
+    pass
+
+
+def _detect_format(path: Path, size: int) -> Literal["hdf5", "pickle"]:
+    with path.open("rb") as file:
+        head = file.read(8)
+        if head == _HDF5_SIGNATURE:
+            return "hdf5"
+        if head[:1] == b"\x80":  # the PROTO opcode every pickle since protocol 2 starts with
+            return "pickle"
+        # An HDF5 file with a user block has its signature at 512, 1024, 2048, ... bytes.
+        offset = 512
+        while offset + 8 <= size:
+            file.seek(offset)
+            if file.read(8) == _HDF5_SIGNATURE:
+                return "hdf5"
+            offset *= 2
+    if size == 0 and path.suffix in _PICKLE_SUFFIXES:
+        return "pickle"  # a PickleStorage that was opened for writing and never written
+    what = "an empty file" if size == 0 else "neither an HDF5 file nor a file of pickle records"
+    raise NotAStorageFileError(f"{str(path)!r} is {what}")
+
+
+# ---------------------------------------------------------------------------------- HDF5
+
+
+def _describe_hdf5(path: Path, key: str | None, progress: Progress) -> list["Description"]:
+    try:
+        file = open_journaled(path, "r")
+    except (FileNotFoundError, BlockingIOError):
+        raise
+    except OSError as error:
+        raise NotAStorageFileError(f"{str(path)!r} is not a readable HDF5 file: {error}") from None
+    try:
+        walker = _HDF5Walker(progress)
+        if key is not None:
+            parent_name, _, name = key.rpartition("/")
+            parent = file.get(parent_name) if parent_name else file
+            if not isinstance(parent, h5py.Group) or file.get(key, getlink=True) is None:
+                raise NoDataSource(f"no key {key!r} in {str(path)!r}")
+            return [walker.member(parent, name, key, ())]
+        if walker.is_hashed_group(file):
+            return [walker.hashed_group(file, "/", ())]
+        return [
+            walker.member(file, name, name, ())
+            for name in _names(file)
+            if not name.startswith(TEMP_PREFIX)
+        ]
+    except _UNREADABLE as error:
+        raise NotAStorageFileError(f"{str(path)!r} is damaged: {error}") from None
+    finally:
+        file.close()
+
+
+class _HDF5Walker:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.count = 0
+
+    def step(self) -> None:
+        self.count += 1
+        self.progress(self.count, None)
+
+    def member(
+        self, group: h5py.Group, name: str, label: str, ancestors: tuple[object, ...]
+    ) -> "Description":
+        """Describes ``group[name]`` (``label`` is its name in the description)."""
+        self.step()
+        try:
+            return self._member(group, name, label, ancestors)
+        except _UNREADABLE as error:
+            # Damaged metadata, or a member name that is not UTF-8: the rest stays readable.
+            return OtherDescription(
+                name=label, what="unreadable node", problem=f"cannot be read: {error}"
+            )
+
+    def _member(
+        self, group: h5py.Group, name: str, label: str, ancestors: tuple[object, ...]
+    ) -> "Description":
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            if group.get(name) is None:
+                return OtherDescription(
+                    name=label,
+                    what=f"soft link to {link.path!r}",
+                    problem=f"dangling soft link to {link.path!r}",
+                )
+            return OtherDescription(name=label, what=f"soft link to {link.path!r}")
+        if isinstance(link, h5py.ExternalLink):
+            target = f"{link.filename}:{link.path}"
+            return OtherDescription(
+                name=label,
+                what=f"external link to {target!r}",
+                problem=f"external link to {target!r}: the library holds only what is in the file",
+            )
+        obj = group.get(name)
+        if isinstance(obj, h5py.Group):
+            if obj.id in ancestors:
+                return OtherDescription(
+                    name=label,
+                    what="hard link to a group that contains it",
+                    problem="a group that contains itself: reading it would never end",
+                )
+            return self.group(obj, label, (*ancestors, obj.id))
+        if isinstance(obj, h5py.Dataset):
+            return self.dataset(obj, label)
+        return OtherDescription(
+            name=label,
+            what="named datatype",
+            problem="a named datatype is not data: the library cannot read it",
+        )
+
+    def group(self, group: h5py.Group, name: str, ancestors: tuple[object, ...]) -> "Description":
+        kind = get_str_attr(group, KIND_ATTR)
+        if kind == "dict":
+            children = [self.member(group, child, child, ancestors) for child in _names(group)]
+            return ContainerDescription(name=name, kind="dict", recorded=True, children=children)
+        if kind in ("tuple", "list"):
+            sequence_kind: ContainerKind = "tuple" if kind == "tuple" else "list"
+            names = _names(group)
+            expected = [str(index) for index in range(len(names))]
+            problem = None
+            if sorted(names) != sorted(expected):
+                missing = sorted(set(expected) - set(names), key=int)
+                problem = f"incomplete {kind}: " + (
+                    f"no item {missing[0]!r}" if missing else "its members are not items 0, 1, ..."
+                )
+                expected = names
+            children = [self.member(group, child, child, ancestors) for child in expected]
+            return ContainerDescription(
+                name=name, kind=sequence_kind, recorded=True, children=children, problem=problem
+            )
+        if self.is_hashed_group(group):
+            return self.hashed_group(group, name, ancestors)
+        return self.foreign_group(group, name, ancestors)
+
+    def foreign_group(
+        self, group: h5py.Group, name: str, ancestors: tuple[object, ...]
+    ) -> ContainerDescription:
+        # Read as corelay 1.0.0 reads groups: names made of digits become int keys.
+        names = [child for child in _names(group) if not child.startswith(TEMP_PREFIX)]
+        problem = None
+        seen: dict[object, str] = {}
+        for child in names:
+            if not child.isdigit():
+                continue
+            if not child.isascii():
+                problem = f"member name {child!r} is a digit but not a number: it cannot be read"
+                break
+            number = int(child)
+            if number in seen:
+                problem = (
+                    f"member names {seen[number]!r} and {child!r} both read as key {number}: "
+                    "one value would be lost"
+                )
+                break
+            seen[number] = child
+        children = [self.member(group, child, child, ancestors) for child in names]
+        return ContainerDescription(
+            name=name, kind="dict", recorded=False, children=children, problem=problem
+        )
+
+    def dataset(self, dataset: h5py.Dataset, name: str) -> "Description":
+        kind = get_str_attr(dataset, KIND_ATTR)
+        dtype, shape = dataset.dtype, dataset.shape
+        stored = dataset.id.get_storage_size()
+        info = _hdf5.string_info(dataset)
+        problem = _dtype_problem(dtype)
+        if kind is None:
+            leaf_kind: LeafKind
+            if shape is None:
+                leaf_kind = "none"
+            elif info is not None:
+                leaf_kind = "str" if shape == () else "ndarray"
+            else:
+                leaf_kind = "generic" if shape == () else "ndarray"
+            return LeafDescription(
+                name=name,
+                kind=leaf_kind,
+                recorded=False,
+                dtype=dtype.str,
+                shape=shape,
+                nbytes=None if shape is None else _nbytes(dtype, shape),
+                stored_bytes=stored,
+                string_info=info,
+                problem=problem,
+            )
+        if kind in ("ndarray", "generic") and shape is not None:
+            unicode_dtype = get_str_attr(dataset, DTYPE_ATTR) if dtype.kind == "S" else None
+            read_dtype = dtype if unicode_dtype is None else np.dtype(str(unicode_dtype))
+            if unicode_dtype is not None and info is not None:
+                info = StringInfo("utf-8", info.length)
+            return LeafDescription(
+                name=name,
+                kind="ndarray" if kind == "ndarray" else "generic",
+                recorded=True,
+                dtype=read_dtype.str,
+                shape=shape,
+                nbytes=_nbytes(read_dtype, shape),
+                stored_bytes=stored,
+                string_info=info,
+                problem=problem,
+            )
+        scalar_kinds: dict[str, LeafKind] = {
+            "bool": "bool",
+            "int": "int",
+            "float": "float",
+            "complex": "complex",
+            "str": "str",
+            "bytes": "bytes",
+            "none": "none",
+        }
+        scalar_kind = scalar_kinds.get(str(kind))
+        if scalar_kind is None:
+            return OtherDescription(
+                name=name,
+                what=f"dataset recording the kind {kind!r}",
+                problem=f"the kind {kind!r} recorded on a dataset is not a leaf kind",
+            )
+        nbytes = None
+        if scalar_kind == "bytes" and shape is not None:
+            nbytes = _nbytes(dtype, shape)
+        return LeafDescription(
+            name=name,
+            kind=scalar_kind,
+            recorded=True,
+            nbytes=nbytes,
+            stored_bytes=stored,
+            string_info=info if scalar_kind == "str" else None,
+            problem=problem,
+        )
+
+    @staticmethod
+    def is_hashed_group(group: h5py.Group) -> bool:
+        """Tells whether every member of ``group`` is a HashedHDF5 entry (at least one complete)."""
+        found = False
+        for name in _names(group):
+            if name == META_GROUP or name.startswith(TEMP_PREFIX):
+                continue
+            if not _ENTRY_NAME.fullmatch(name):
+                return False
+            entry = group.get(name)
+            if not isinstance(entry, h5py.Group):
+                return False
+            found = found or _entry_layout(entry) is not None
+        return found
+
+    def hashed_group(
+        self, group: h5py.Group, name: str, ancestors: tuple[object, ...]
+    ) -> HashedGroupDescription:
+        entries: list[HashedEntryDescription] = []
+        for entry_name in _names(group):
+            if entry_name == META_GROUP or entry_name.startswith(TEMP_PREFIX):
+                continue
+            self.step()
+            try:
+                entry = group.get(entry_name)
+                if isinstance(entry, h5py.Group):
+                    entries.append(self.hashed_entry(entry, entry_name, ancestors))
+            except _UNREADABLE as error:
+                unreadable = OtherDescription(
+                    name="data", what="unreadable entry", problem=f"cannot be read: {error}"
+                )
+                entries.append(
+                    HashedEntryDescription(
+                        name=entry_name, layout="corelay", complete=False, data=unreadable
+                    )
+                )
+        return HashedGroupDescription(name=name, entries=entries)
+
+    def hashed_entry(
+        self, entry: h5py.Group, name: str, ancestors: tuple[object, ...]
+    ) -> HashedEntryDescription:
+        layout = _entry_layout(entry)
+        data = self.member(entry, "data", "data", ancestors) if "data" in entry else None
+        if layout == "corelay-1.0.0":
+            return HashedEntryDescription(
+                name=name,
+                layout=layout,
+                complete=data is not None,
+                input_hash=_json_text(entry.get("input")),
+                output_hash=_json_text(entry.get("output")),
+                meta=_json_text(entry.get("meta")),
+                data=data,
+            )
+        input_hash = get_str_attr(entry, INPUT_HASH_ATTR)
+        output_hash = get_str_attr(entry, OUTPUT_HASH_ATTR)
+        meta = entry.get("meta")
+        return HashedEntryDescription(
+            name=name,
+            layout="corelay",
+            complete=layout == "corelay" and output_hash is not None,
+            input_hash=None if input_hash is None else str(input_hash),
+            output_hash=None if output_hash is None else str(output_hash),
+            meta=None if meta is None else _truncate(_render(meta)),
+            data=data,
+        )
+
+
+def _names(group: h5py.Group) -> list[str]:
+    """The member names of ``group``; h5py gives names that are not UTF-8 as bytes."""
+    names: list[object] = list(group)
+    return [name if isinstance(name, str) else repr(name) for name in names]
+
+
+def _entry_layout(entry: h5py.Group) -> Literal["corelay", "corelay-1.0.0"] | None:
+    """Who wrote a complete entry; ``None`` for an incomplete or foreign group."""
+    if get_str_attr(entry, KIND_ATTR) == ENTRY_KIND:
+        return "corelay"
+    if "data" in entry and all(member in entry for member in _UPSTREAM_ENTRY_MEMBERS):
+        return "corelay-1.0.0"
+    return None
+
+
+def _json_text(obj: h5py.Group | h5py.Dataset | None) -> str | None:
+    # corelay 1.0.0 stores input and output hashes and the metadata as JSON strings.
+    if not isinstance(obj, h5py.Dataset) or obj.shape != () or _hdf5.string_info(obj) is None:
+        return None
+    text = str(obj.asstr()[()])
+    try:
+        value: object = json.loads(text)
+    except ValueError:
+        return _truncate(text)
+    return value if isinstance(value, str) else _truncate(json.dumps(value))
+
+
+def _render(obj: h5py.Group | h5py.Dataset, depth: int = 0) -> str:
+    """Shows a small stored tree in one line, reading only small datasets."""
+    if depth > 8:
+        return "..."
+    if isinstance(obj, h5py.Group):
+        kind = get_str_attr(obj, KIND_ATTR)
+        names = list(obj)
+        parts: list[str] = []
+        length = 0
+        for name in names:
+            child = obj.get(name)
+            shown = "?" if child is None else _render(child, depth + 1)
+            parts.append(shown if kind in ("tuple", "list") else f"{name!r}: {shown}")
+            length += len(parts[-1])
+            if length > _META_CHARS:
+                parts.append("...")
+                break
+        inner = ", ".join(parts)
+        if kind == "tuple":
+            return f"({inner},)" if len(names) == 1 else f"({inner})"
+        if kind == "list":
+            return f"[{inner}]"
+        return "{" + inner + "}"
+    shape = obj.shape
+    if shape is not None and math.prod(shape) > _META_ELEMENTS:
+        return f"ndarray({obj.dtype.str}, {shape})"
+    if _dtype_problem(obj.dtype) is not None:
+        return f"dataset({obj.dtype})"
+    value = _hdf5.read_node(obj)
+    if isinstance(value, np.ndarray):
+        array: np.ndarray[Any, Any] = cast(Any, value)
+        return f"array({array.tolist()!r}, {array.dtype.str})"
+    return repr(value)
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _META_CHARS else text[: _META_CHARS - 3] + "..."
+
+
+def _nbytes(dtype: np.dtype[Any], shape: tuple[int, ...]) -> int | None:
+    if dtype.kind == "O":
+        return None  # variable-length data
+    return math.prod(shape) * dtype.itemsize
+
+
+def _dtype_problem(dtype: np.dtype[Any]) -> str | None:
+    """Why the library cannot hold data of ``dtype`` read from an HDF5 dataset, or ``None``."""
+    metadata: Mapping[str, Any] = dtype.metadata or {}
+    if "ref" in metadata:
+        return "object references: the library holds values, not references"
+    if h5py.check_string_dtype(dtype) is not None:
+        return None
+    if "vlen" in metadata:
+        return f"variable-length sequences of {metadata['vlen']}: the library cannot hold them"
+    if "h5py_opaque" in metadata:
+        return f"opaque dtype {dtype}: the library cannot hold it"
+    if dtype.fields is not None:
+        return f"compound dtype {dtype}: the library cannot hold structured data"
+    if dtype.subdtype is not None:
+        return f"array dtype {dtype}: the library cannot hold it"
+    if dtype.kind == "V":
+        return f"opaque dtype {dtype}: the library cannot hold it"
+    if dtype.kind == "O":
+        return f"object dtype {dtype}: the library cannot hold it"
+    try:
+        validate(np.empty((0,), dtype=dtype))
+    except TypeError:
+        return f"dtype {dtype}: the library cannot hold it"
+    return None
+
+
+# ---------------------------------------------------------------------------------- pickle
+
+
+def _describe_pickle(path: Path, key: str | None, progress: Progress) -> list["Description"]:
+    try:
+        records = _pickle.RecordFile(path, "r")
+    except OSError:
+        raise
+    except Exception as error:  # a damaged file can make the scan fail in many ways
+        raise NotAStorageFileError(
+            f"{str(path)!r} is not a readable file of pickle records: {error}"
+        ) from None
+    try:
+        keys = list(records.index)
+        if key is not None:
+            if key not in records.index:
+                raise NoDataSource(f"no key {key!r} in {str(path)!r}")
+            keys = [key]
+        entries: list[Description] = []
+        for done, record_key in enumerate(keys, 1):
+            try:
+                value = records.load(record_key)
+            except pickle.UnpicklingError as error:  # a refused global, or not a record
+                entries.append(
+                    OtherDescription(
+                        name=record_key, what="record that cannot be loaded", problem=str(error)
+                    )
+                )
+            except Exception as error:  # a damaged record can fail to load in many ways
+                entries.append(
+                    OtherDescription(
+                        name=record_key,
+                        what="record that cannot be loaded",
+                        problem=f"damaged record: {type(error).__name__}: {error}",
+                    )
+                )
+            else:
+                entries.append(_describe_value(value, record_key))
+            progress(done, len(keys))
+        return entries
+    finally:
+        records.file.close()
+
+
+def _describe_value(value: object, name: str) -> "Description":
+    if isinstance(value, dict):
+        children: list[Description] = []
+        for child_key, item in cast("dict[object, object]", value).items():
+            if not isinstance(child_key, str):
+                children.append(
+                    OtherDescription(
+                        name=repr(child_key),
+                        what=f"{_NON_STR_KEY}{type(child_key).__name__} key",
+                        problem=f"dict key {child_key!r} is {type(child_key).__name__}; "
+                        "keys must be str",
+                    )
+                )
+                continue
+            child = _describe_value(item, child_key)
+            problem = name_problem(child_key)
+            if problem is not None and child.node != "hashed":
+                child = child.model_copy(update={"problem": f"invalid dict key: {problem}"})
+            children.append(child)
+        return ContainerDescription(name=name, kind="dict", recorded=True, children=children)
+    if type(value) is tuple or type(value) is list:
+        items = cast("tuple[object, ...] | list[object]", value)
+        return ContainerDescription(
+            name=name,
+            kind="tuple" if isinstance(items, tuple) else "list",
+            recorded=True,
+            children=[_describe_value(item, str(index)) for index, item in enumerate(items)],
+        )
+    try:
+        node = validate(value)
+    except (TypeError, ValueError) as error:
+        reason = str(error).removeprefix("data_out: ").split("; accepted:")[0]
+        return OtherDescription(name=name, what=type(value).__qualname__, problem=reason)
+    if isinstance(node, ArrayNode | NumpyScalarNode):
+        array = cast("np.ndarray[Any, Any] | np.generic[Any]", value)
+        return LeafDescription(
+            name=name,
+            kind=node.kind,
+            recorded=True,
+            dtype=node.dtype,
+            shape=array.shape,
+            nbytes=array.nbytes,
+            string_info=_string_info(array.dtype),
+        )
+    scalar = cast(ScalarNode, node)
+    nbytes = None
+    if isinstance(value, str):
+        nbytes = len(value.encode("utf-8", "surrogatepass"))
+    elif isinstance(value, bytes):
+        nbytes = len(value)
+    return LeafDescription(
+        name=name,
+        kind=scalar.kind,
+        recorded=True,
+        nbytes=nbytes,
+        string_info=StringInfo("utf-8", None) if scalar.kind == "str" else None,
+    )
+
+
+def _string_info(dtype: np.dtype[Any]) -> StringInfo | None:
+    if dtype.kind == "S":
+        return StringInfo("ascii", dtype.itemsize)
+    if dtype.kind == "U":
+        return StringInfo("utf-8", None)
+    return None
