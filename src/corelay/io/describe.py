@@ -81,8 +81,9 @@ class LeafDescription(BaseModel):
     the others the Python type of that name."""
 
     recorded: bool
-    """Whether the file records the kind (written by this library); otherwise the kind is what
-    reading infers from the layout, as for files written by corelay 1.0.0 or plain h5py."""
+    """Whether the kind is certain: recorded in the file by this library, or a numeric array,
+    which every reader reads alike; otherwise the kind is what reading infers from the layout,
+    as for files written by corelay 1.0.0 or plain h5py."""
 
     dtype: str | None = None
     """The NumPy dtype string, for example ``<f4``, ``|S5`` or ``<U5``; ``|O`` for HDF5
@@ -509,7 +510,8 @@ class _HDF5Walker:
             return LeafDescription(
                 name=name,
                 kind=leaf_kind,
-                recorded=False,
+                # A numeric array is written without a kind: every reader reads it alike.
+                recorded=leaf_kind == "ndarray" and info is None,
                 dtype=dtype.str,
                 shape=shape,
                 nbytes=None if shape is None else _nbytes(dtype, shape),
