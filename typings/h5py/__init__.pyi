@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple, Self, overload
 import numpy as np
 from h5py._objects import ObjectID
 from h5py.h5d import DatasetID
+from h5py.h5f import FileID
 from h5py.h5g import GroupID
 from numpy.typing import DTypeLike
 
@@ -131,6 +132,8 @@ class Group(HLObject):
     def visititems(self, func: Callable[[str, Group | Dataset], object]) -> object: ...
 
 class File(Group):
+    @property
+    def id(self) -> FileID: ...
     def __init__(
         self,
         name: str | os.PathLike[str] | io.RawIOBase,

@@ -25,6 +25,7 @@ __all__ = [
     "get_str_attr",
     "has_member",
     "open_child",
+    "open_path",
     "read_array",
     "read_node",
     "set_str_attr",
@@ -139,7 +140,19 @@ def open_child(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset:
     oid = h5o.open(group.id, name.encode())
     if isinstance(oid, h5d.DatasetID):
         return h5py.Dataset(oid)
-    return group[name]  # a group or a named datatype: let h5py wrap it
+    if isinstance(oid, h5g.GroupID):
+        return h5py.Group(oid)
+    return group[name]  # a named datatype: let h5py wrap it
+
+
+def open_path(group: h5py.Group, names: list[str]) -> h5py.Group | h5py.Dataset | None:
+    """Returns ``group['/'.join(names)]``, or ``None`` if there is nothing at that path."""
+    found: h5py.Group | h5py.Dataset = group
+    for name in names:
+        if not isinstance(found, h5py.Group) or not has_member(found, name):
+            return None
+        found = open_child(found, name)
+    return found
 
 
 def _create_dataset(parent: h5py.Group, name: str, value: Any) -> h5d.DatasetID:
@@ -177,8 +190,8 @@ def _memory_type(dtype: np.dtype[Any]) -> h5t.TypeID:
 def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
     # As ``dataset[()]`` for a non-empty numeric dataset, as an array even when 0-d; else None.
     dtype, shape = dataset.dtype, dataset.shape
-    if dtype.kind not in "biufc" or dtype.fields is not None or 0 in shape:
-        return None
+    if shape is None or dtype.kind not in "biufc" or dtype.fields is not None or 0 in shape:
+        return None  # h5py.Empty has no shape
     array = np.empty(shape, dtype=dtype)
     dataset.read(h5s.ALL, h5s.ALL, array, _memory_type(dtype))
     return array
@@ -288,6 +301,9 @@ def _read_foreign_group(group: h5py.Group) -> OrderedDict[str | int, Any]:
 
 
 def _read_foreign_dataset(dataset: h5py.Dataset) -> Any:
+    numeric = _read_numeric(dataset.id)
+    if numeric is not None:
+        return numeric if numeric.ndim else numeric[()]
     if dataset.shape is None:
         return None
     if string_info(dataset) is not None:

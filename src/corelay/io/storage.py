@@ -308,7 +308,7 @@ class HDF5Storage(DataStorageBase):
         """
         file = self._open_file()
         key = self._key()
-        obj = file.get(key)
+        obj = _hdf5.open_path(file, split_key(key))
         if obj is None:
             raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
         try:
@@ -377,7 +377,8 @@ class HDF5Storage(DataStorageBase):
             TypeError: No data_key is set.
             ValueError: The storage is closed, or the key is invalid.
         """
-        return self._key() in self._open_file()
+        file = self._open_file()
+        return _hdf5.open_path(file, split_key(self._key())) is not None
 
     def keys(self) -> KeysView[str]:
         """Lists the keys at the top level of the file.
