@@ -275,7 +275,7 @@ def open_journaled(path: str | os.PathLike[str], mode: Literal["r", "w", "a"] = 
 #: after each write (as the storages do) pays for its size on every write; HDF5's defaults (2 MB,
 #: growing to 32 MB) make a small write two to three times slower once a file has thousands of
 #: entries, where this size costs a few percent on reads.
-METADATA_CACHE_BYTES = int(os.environ.get("CORELAY_MDC", str(512 * 1024)))
+METADATA_CACHE_BYTES = 512 * 1024
 
 
 def _open_h5(raw: JournaledFile, mode: str) -> h5py.File:
