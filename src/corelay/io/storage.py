@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import KeysView
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Annotated, Any, Literal, Protocol, Self, runtime_checkable
+from typing import IO, Annotated, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import h5py
 
@@ -21,6 +21,7 @@ from corelay.io._keys import TEMP_PREFIX, split_key
 from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.journal import open_journaled
 from corelay.io.tree import (
+    Node,
     RecursiveHashTuple,
     RecursiveNumPyArrayTuple,
     StringInfo,
@@ -236,22 +237,131 @@ class NoStorage(DataStorageBase):
 
 
 @typechecked
-class HDF5Storage(DataStorageBase):
-    """A key-value store of result trees in an HDF5 file.
+class _FileStorage(DataStorageBase):
+    """What the file storages share: a file, a mode, and a key to address.
 
-    Each key is a group or dataset at the top of the file (``'a/b'`` addresses nested groups).
-    Dicts, tuples and lists become groups, leaves become datasets, and the node kind is recorded
-    in an attribute so that every tree reads back exactly; files from other tools read as plain
-    groups and datasets. A write validates the whole tree first, writes it under a temporary
-    name, swaps it into place and flushes the file: a key holds the old or the new value, never
-    a mix, and a returned write survives the process being killed.
+    The public methods check the storage and the key and validate trees; a subclass implements
+    them for one file format with ``_read_key``, ``_write_key`` and ``_has_key``.
     """
 
     data_key: Annotated[str | None, Param(str)]
     """The key that :meth:`read`, :meth:`write` and :meth:`exists` address."""
 
+    _format: ClassVar[str]
+
+    def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
+        self.mode: Mode = _check_mode(mode)
+        super().__init__(data_key=data_key, **kwargs)
+        if data_key is not None:
+            split_key(data_key)
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(f"no {self._format} file at {str(path)!r}")
+        self.path = Path(path)
+
+    @abstractmethod
+    def _closed(self) -> bool: ...
+
+    @abstractmethod
+    def _read_key(self, key: str, names: list[str]) -> Any: ...
+
+    @abstractmethod
+    def _write_key(self, key: str, names: list[str], tree: TreeInput, node: Node) -> None: ...
+
+    @abstractmethod
+    def _has_key(self, key: str, names: list[str]) -> bool: ...
+
+    def _checked(self, key: str | None) -> tuple[str, list[str]]:
+        if self._closed():
+            raise ValueError(
+                f"I/O operation on a closed {type(self).__name__} ({str(self.path)!r})"
+            )
+        if key is None:
+            raise TypeError(
+                f"{type(self).__name__} has no data_key: set it, or use storage[key] or at()"
+            )
+        return key, split_key(key)
+
+    def _write_checked(self, key: str | None, tree: TreeInput) -> None:
+        checked, names = self._checked(key)
+        if self.mode == "r":
+            raise NoDataTarget(f"{type(self).__name__} {str(self.path)!r} is open read-only ('r')")
+        self._write_key(checked, names, tree, validate(tree))
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the tree stored at :attr:`data_key`.
+
+        Args:
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+
+        Returns:
+            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
+        """
+        return self._read_key(*self._checked(self.data_key))
+
+    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
+        """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
+
+        Args:
+            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
+                and lists of them, at any depth.
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, the key or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
+        self._write_checked(self.data_key, data_out)
+
+    def exists(self) -> bool:
+        """Tells whether data is stored at :attr:`data_key`.
+
+        Raises:
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+        """
+        return self._has_key(*self._checked(self.data_key))
+
+    # Faster than the base class's view made with at(), and the same.
+    def __getitem__(self, key: str) -> Any:
+        """Reads the data stored at ``key``, whatever key this storage is set to."""
+        return self._read_key(*self._checked(key))
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Stores ``value`` at ``key``, whatever key this storage is set to."""
+        self._write_checked(key, value)
+
+    def __contains__(self, key: str) -> bool:
+        """Tells whether data is stored at ``key``."""
+        return self._has_key(*self._checked(key))
+
+
+@typechecked
+class HDF5Storage(_FileStorage):
+    """A key-value store of result trees in an HDF5 file.
+
+    Each key is a group or dataset at the top of the file (``'a/b'`` addresses nested groups).
+    Dicts, tuples and lists become groups, leaves become datasets, and the node kind is recorded
+    in an attribute so that every tree reads back exactly; files from other tools read as plain
+    groups and datasets. A write validates the whole tree first, writes it (a replaced value
+    beside the old one, swapped into place) and flushes the file, whose flushes are atomic (see
+    :mod:`corelay.io.journal`): a key holds the old or the new value, never a mix, and a returned
+    write survives the process being killed.
+    """
+
     io: h5py.File
     """The open HDF5 file."""
+
+    _format = "HDF5"
 
     def __init__(
         self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
@@ -270,45 +380,14 @@ class HDF5Storage(DataStorageBase):
             TypeError: An unknown parameter or a value of the wrong type.
             FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
         """
-        checked_mode = _check_mode(mode)
-        super().__init__(data_key=data_key, **kwargs)
-        if data_key is not None:
-            split_key(data_key)
-        if mode == "r" and not os.path.exists(path):
-            raise FileNotFoundError(f"no HDF5 file at {str(path)!r}")
-        self.path = Path(path)
-        self.mode = mode
-        self.io = open_journaled(path, checked_mode)
+        super().__init__(path, mode, data_key, **kwargs)
+        self.io = open_journaled(path, self.mode)
 
-    def _open_file(self) -> h5py.File:
-        if not self.io:
-            raise ValueError(f"I/O operation on a closed HDF5Storage ({str(self.path)!r})")
-        return self.io
+    def _closed(self) -> bool:
+        return not self.io.id.valid
 
-    def _key(self) -> str:
-        if self.data_key is None:
-            raise TypeError("HDF5Storage has no data_key: set it, or use storage[key] or at()")
-        split_key(self.data_key)
-        return self.data_key
-
-    def read(self, data_in: Any = None, meta: Any = None) -> Any:
-        """Reads the tree stored at :attr:`data_key`.
-
-        Args:
-            data_in: Unused.
-            meta: Unused.
-
-        Raises:
-            NoDataSource: Nothing, or an incomplete entry, is stored at the key.
-            TypeError: No data_key is set.
-            ValueError: The storage is closed, or the key is invalid.
-
-        Returns:
-            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
-        """
-        file = self._open_file()
-        key = self._key()
-        obj = _hdf5.open_path(file, split_key(key))
+    def _read_key(self, key: str, names: list[str]) -> Any:
+        obj = _hdf5.open_path(self.io, names)
         if obj is None:
             raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
         try:
@@ -316,29 +395,9 @@ class HDF5Storage(DataStorageBase):
         except KeyError as error:
             raise NoDataSource(f"incomplete entry at key {key!r}: {error}") from error
 
-    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
-        """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
-
-        Args:
-            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
-                and lists of them, at any depth.
-            data_in: Unused.
-            meta: Unused.
-
-        Raises:
-            NoDataTarget: The storage was opened read-only.
-            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
-                message names its path).
-            ValueError: The storage is closed, the key or a dict key is invalid, or a group on
-                the key's path is a dataset.
-        """
-        file = self._open_file()
-        key = self._key()
-        if self.mode == "r":
-            raise NoDataTarget(f"HDF5Storage {str(self.path)!r} is open read-only ('r')")
-        node = validate(data_out)
-        *group_names, name = split_key(key)
-        parent = self._parent_group(file, group_names, key)
+    def _write_key(self, key: str, names: list[str], tree: TreeInput, node: Node) -> None:
+        *group_names, name = names
+        parent = self._parent_group(self.io, group_names, key)
         # Until the flush, nothing reaches the file's committed state (see corelay.io.journal):
         # a killed writer leaves the last committed state. A value being replaced must also
         # survive an exception in the middle of the write, so the new one is written beside it.
@@ -347,7 +406,7 @@ class HDF5Storage(DataStorageBase):
         if replacing and _hdf5.has_member(parent, target):
             del parent[target]  # left by an exception whose cleanup failed
         try:
-            _hdf5.write_node(parent, target, data_out, node)
+            _hdf5.write_node(parent, target, tree, node)
         except BaseException:
             if _hdf5.has_member(parent, target):
                 del parent[target]
@@ -355,7 +414,7 @@ class HDF5Storage(DataStorageBase):
         if replacing:
             del parent[name]
             parent.move(target, name)
-        file.flush()
+        self.io.flush()
 
     @staticmethod
     def _parent_group(file: h5py.File, names: list[str], key: str) -> h5py.Group:
@@ -370,15 +429,8 @@ class HDF5Storage(DataStorageBase):
             group = child
         return group
 
-    def exists(self) -> bool:
-        """Tells whether data is stored at :attr:`data_key`.
-
-        Raises:
-            TypeError: No data_key is set.
-            ValueError: The storage is closed, or the key is invalid.
-        """
-        file = self._open_file()
-        return _hdf5.open_path(file, split_key(self._key())) is not None
+    def _has_key(self, key: str, names: list[str]) -> bool:
+        return _hdf5.open_path(self.io, names) is not None
 
     def keys(self) -> KeysView[str]:
         """Lists the keys at the top level of the file.
@@ -386,12 +438,14 @@ class HDF5Storage(DataStorageBase):
         Raises:
             ValueError: The storage is closed.
         """
-        names = self._open_file().keys()
+        if self._closed():
+            raise ValueError(f"I/O operation on a closed HDF5Storage ({str(self.path)!r})")
+        names = self.io.keys()
         return KeysView({name: None for name in names if not name.startswith(TEMP_PREFIX)})
 
 
 @typechecked
-class PickleStorage(DataStorageBase):
+class PickleStorage(_FileStorage):
     """A key-value store of result trees in a file of appended pickle records.
 
     Each write appends one record ``{'data': tree, 'key': key}``, the format of corelay 1.0.0's
@@ -412,9 +466,6 @@ class PickleStorage(DataStorageBase):
     complete when they opened it.
     """
 
-    data_key: Annotated[str | None, Param(str)]
-    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address."""
-
     io: IO[bytes]
     """The open file."""
 
@@ -424,6 +475,8 @@ class PickleStorage(DataStorageBase):
     A read returns the cached value (the same object every time: do not modify it); a write
     drops the key's value, so that the next read loads the new record.
     """
+
+    _format = "pickle"
 
     def __init__(
         self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
@@ -444,88 +497,29 @@ class PickleStorage(DataStorageBase):
             FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
             pickle.UnpicklingError: The file is not a file of records.
         """
-        _check_mode(mode)
-        super().__init__(data_key=data_key, **kwargs)
-        if data_key is not None:
-            split_key(data_key)
-        if mode == "r" and not os.path.exists(path):
-            raise FileNotFoundError(f"no pickle file at {str(path)!r}")
-        self.path = Path(path)
-        self.mode = mode
+        super().__init__(path, mode, data_key, **kwargs)
         self.data = {}
-        self._records = _pickle.RecordFile(self.path, mode)
+        self._records = _pickle.RecordFile(self.path, self.mode)
         self.io = self._records.file
 
-    def _open_records(self) -> _pickle.RecordFile:
-        if self.io.closed:
-            raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
-        return self._records
+    def _closed(self) -> bool:
+        return self.io.closed
 
-    def _key(self) -> str:
-        if self.data_key is None:
-            raise TypeError("PickleStorage has no data_key: set it, or use storage[key] or at()")
-        split_key(self.data_key)
-        return self.data_key
-
-    def read(self, data_in: Any = None, meta: Any = None) -> Any:
-        """Reads the tree of the last record of :attr:`data_key`.
-
-        Args:
-            data_in: Unused.
-            meta: Unused.
-
-        Raises:
-            NoDataSource: The file has no record of the key.
-            TypeError: No data_key is set.
-            ValueError: The storage is closed, or the key is invalid.
-            pickle.UnpicklingError: The record references a global that a stored tree does not
-                need (the message names it); nothing of it was run.
-
-        Returns:
-            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
-        """
-        records = self._open_records()
-        key = self._key()
+    def _read_key(self, key: str, names: list[str]) -> Any:
         if key in self.data:
             return self.data[key]
-        if key not in records.index:
+        if key not in self._records.index:
             raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
-        value = records.load(key)
+        value = self._records.load(key)
         self.data[key] = value
         return value
 
-    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
-        """Appends ``data_out`` as the record of :attr:`data_key`, replacing its value.
-
-        Args:
-            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
-                and lists of them, at any depth.
-            data_in: Unused.
-            meta: Unused.
-
-        Raises:
-            NoDataTarget: The storage was opened read-only.
-            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
-                message names its path).
-            ValueError: The storage is closed, or the key or a dict key is invalid.
-        """
-        records = self._open_records()
-        key = self._key()
-        if self.mode == "r":
-            raise NoDataTarget(f"PickleStorage {str(self.path)!r} is open read-only ('r')")
-        node = validate(data_out)
+    def _write_key(self, key: str, names: list[str], tree: TreeInput, node: Node) -> None:
         self.data.pop(key, None)
-        records.append(key, data_out, node)
+        self._records.append(key, tree, node)
 
-    def exists(self) -> bool:
-        """Tells whether the file has a record of :attr:`data_key`.
-
-        Raises:
-            TypeError: No data_key is set.
-            ValueError: The storage is closed, or the key is invalid.
-        """
-        records = self._open_records()
-        return self._key() in records.index
+    def _has_key(self, key: str, names: list[str]) -> bool:
+        return key in self._records.index
 
     def keys(self) -> KeysView[str]:
         """Lists every key of the file, in the order of their first records.
@@ -533,4 +527,6 @@ class PickleStorage(DataStorageBase):
         Raises:
             ValueError: The storage is closed.
         """
-        return KeysView(dict.fromkeys(self._open_records().index))
+        if self._closed():
+            raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
+        return KeysView(dict.fromkeys(self._records.index))
