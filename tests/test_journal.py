@@ -1,6 +1,8 @@
 """Journaled HDF5 files: every flush is committed whole or not at all."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -169,3 +171,18 @@ def test_a_crash_leaves_the_last_commit(
         assert content[: len(committed)] == committed
     else:  # the flush returned, or its journal was complete and was replayed
         assert content == bytes(model)
+
+
+def test_files_left_open_are_closed_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "left-open.h5"
+    script = (
+        "import sys; from corelay.io.journal import open_journaled\n"
+        "file = open_journaled(sys.argv[1], 'w')\n"
+        "file.create_group('group')\n"  # not flushed: committed when the file is closed at exit
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=False)
+    assert done.returncode == 0
+    assert not journal_path(path).exists()
+    with open_journaled(path, "r") as file:
+        assert list(file) == ["group"]
