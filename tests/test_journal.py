@@ -186,3 +186,18 @@ def test_files_left_open_are_closed_at_exit(tmp_path: Path) -> None:
     assert not journal_path(path).exists()
     with open_journaled(path, "r") as file:
         assert list(file) == ["group"]
+
+
+def test_reader_locks_out_writers_until_closed(tmp_path: Path) -> None:
+    path = tmp_path / "f.h5"
+    open_journaled(path, "w").close()
+    reader = open_journaled(path, "r")
+    with pytest.raises(BlockingIOError, match="another process"):
+        JournaledFile(path, "r+")
+    with open_journaled(path, "r"):  # readers share
+        pass
+    reader.close()  # the lock goes with close, not with garbage collection
+    with open_journaled(path, "a") as writer:
+        writer["x"] = 1
+        with pytest.raises(BlockingIOError, match="open for writing"):
+            open_journaled(path, "r")
