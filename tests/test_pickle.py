@@ -1,5 +1,6 @@
 """PickleStorage: record files, safe loading, torn records, killed writers, corelay 1.0.0 files."""
 
+import contextlib
 import os
 import pickle
 import random
@@ -19,9 +20,11 @@ from typing import Any, NamedTuple, cast
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corelay.io import _pickle
-from corelay.io.storage import HDF5Storage, PickleStorage
+from corelay.io.storage import HDF5Storage, NoDataSource, PickleStorage
 from tests.cases import TREE_CASES, assert_same_tree
 from tests.upstream import FIXTURES, decode, fixture_description, run_upstream
 
@@ -724,3 +727,27 @@ def test_corelay_1_0_0_reads_our_files(tmp_path: Path) -> None:
     assert list(read) == keys
     for key, value in read.items():
         assert_same_tree(_ordered(value), expected[key], key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    damage=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4)
+)
+def test_damaged_files_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, damage: list[tuple[int, int]]
+) -> None:
+    """Random bytes overwritten: opening and reading work, or fail with a pickle error."""
+    content = bytearray((FIXTURES / "picklestorage.pkl").read_bytes())
+    for position, value in damage:
+        content[position % len(content)] = value
+    path = tmp_path_factory.mktemp("damaged") / "f.pkl"
+    path.write_bytes(bytes(content))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a torn tail is one possible outcome
+        try:
+            with PickleStorage(path, "r") as storage:
+                for key in storage.keys():  # noqa: SIM118 - keys() is what is tested
+                    with contextlib.suppress(NoDataSource):
+                        storage[key]
+        except pickle.UnpicklingError:
+            pass

@@ -41,7 +41,7 @@ import numpy as np
 import numpy._core.multiarray
 import numpy._core.numeric
 
-from corelay.io.tree import DictNode, Node, SequenceNode
+from corelay.io.tree import DictNode, Node, SequenceNode, validate
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -419,12 +419,12 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
                 stacklevel=_caller_level(),
             )
             return index, offset
-        except _Malformed as error:
+        except (_Malformed, ValueError) as error:  # ValueError: a key that is not UTF-8
             raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
         end = file.tell()
         if key is None:
             file.seek(offset)
-            key, _ = _check_record(TreeUnpickler(file, where).load(), where)
+            key, _ = _check_record(_unpickle(file, where), where)
             file.seek(end)
         index[key] = offset
         offset = end
@@ -432,6 +432,20 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
 
 
 # ---------------------------------------------------------------------------------- the file
+
+
+def _unpickle(file: IO[bytes], where: str) -> object:
+    try:
+        return TreeUnpickler(file, where).load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as error:
+        # Damaged bytes make unpickling raise anything: an unknown protocol (ValueError), a cut
+        # opcode (EOFError), a huge length (MemoryError), NumPy's reconstruction given nonsense
+        # (SystemError, RuntimeError)... all of them mean the same to a reader.
+        raise CorruptRecordError(
+            f"{where}: not a record ({type(error).__name__}: {error})"
+        ) from error
 
 
 class RecordFile:
@@ -473,9 +487,13 @@ class RecordFile:
         offset = self.index[key]
         where = f"{str(self.path)!r}, record at byte {offset}"
         self.file.seek(offset)
-        found, data = _check_record(TreeUnpickler(self.file, where).load(), where)
+        found, data = _check_record(_unpickle(self.file, where), where)
         if found != key:
             raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
+        try:
+            validate(data, f"{where}: data")
+        except (TypeError, ValueError) as error:  # opcodes alone can build a set, for one
+            raise CorruptRecordError(f"not a stored tree: {error}") from None
         return read_form(data)
 
     def append(self, key: str, value: Any, node: Node) -> None:
