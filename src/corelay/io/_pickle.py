@@ -27,6 +27,7 @@ last record) is ignored with a warning, and cut off the file when it is opened f
 
 import inspect
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -34,12 +35,9 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any, Final, cast
 
 import numpy as np
-import numpy._core.multiarray
-import numpy._core.numeric
 
 from corelay.io.tree import DictNode, Node, SequenceNode, validate
 
@@ -58,16 +56,6 @@ __all__ = [
 PROTOCOL: Final = 5
 
 
-def _numpy_global(module: ModuleType, name: str) -> object:
-    # By name: these are private to NumPy (and partly missing from its stubs).
-    return getattr(module, name)
-
-
-_RECONSTRUCT = _numpy_global(numpy._core.multiarray, "_reconstruct")
-_SCALAR = _numpy_global(numpy._core.multiarray, "scalar")
-_FROMBUFFER = _numpy_global(numpy._core.numeric, "_frombuffer")
-
-
 def _latin1_bytes(text: str, encoding: str) -> bytes:
     # Protocols 0 to 2 write bytes as ``_codecs.encode(text, 'latin1')``; any other codec is
     # refused rather than looked up (a lookup may import a module).
@@ -76,19 +64,130 @@ def _latin1_bytes(text: str, encoding: str) -> bytes:
     return text.encode("latin1")
 
 
+# NumPy's own reconstruction trusts its pickles: a damaged or crafted dtype or array state
+# crashes the process. So loading builds inert descriptions of dtypes, arrays and scalars
+# (what the pickle asks NumPy to make), and :func:`read_form` checks each one before it makes
+# the real object from it, with public NumPy calls only.
+
+
+class _DTypeSpec:
+    """What ``numpy.dtype(name, align, copy)`` and its state asked for."""
+
+    def __init__(self, name: object, align: object = False, copy: object = False) -> None:
+        self.name = name
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class _ArraySpec:
+    """What ``_reconstruct`` and ``__setstate__`` (or ``_frombuffer``) asked for."""
+
+    def __init__(self, *args: object) -> None:
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class _ScalarSpec:
+    """What ``numpy._core.multiarray.scalar(dtype, data)`` asked for."""
+
+    def __init__(self, dtype: object, data: object = None) -> None:
+        self.dtype = dtype
+        self.data = data
+
+
+class _NdarrayClass:
+    """Stands for ``numpy.ndarray``, the class ``_reconstruct`` is given."""
+
+
+def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> _ArraySpec:
+    spec = _ArraySpec()
+    spec.state = (1, shape, dtype, order == "F", buffer)
+    return spec
+
+
+_SIMPLE_KINDS = "biufcSU"
+
+
+def _as_tuple(value: object) -> tuple[object, ...]:
+    if isinstance(value, tuple):
+        return cast("tuple[object, ...]", value)
+    return ()
+
+
+def _make_dtype(spec: object) -> np.dtype[Any]:
+    if not isinstance(spec, _DTypeSpec) or type(spec.name) is not str:
+        raise CorruptRecordError("an array's dtype is not a dtype")
+    base = np.dtype(spec.name) if spec.name.isascii() and spec.name.isalnum() else None
+    if base is None or base.kind not in _SIMPLE_KINDS or base.fields is not None:
+        raise CorruptRecordError(f"unsupported dtype {spec.name!r} in a record")
+    if spec.state is None:
+        return base
+    state = _as_tuple(spec.state)
+    if len(state) != 8 or state[2:5] != (None, None, None):
+        raise CorruptRecordError(f"unsupported state of dtype {spec.name!r} in a record")
+    byteorder, size = state[1], state[5]
+    if byteorder not in ("<", ">", "|", "="):
+        raise CorruptRecordError(f"byte order {byteorder!r} of a dtype in a record")
+    if base.kind in "SU":
+        if not isinstance(size, int) or size < 0 or (base.kind == "U" and size % 4):
+            raise CorruptRecordError(f"item size {size!r} of a string dtype in a record")
+        base = np.dtype(f"{base.kind}{size // 4 if base.kind == 'U' else size}")
+    return base.newbyteorder(byteorder) if byteorder in ("<", ">") else base
+
+
+def _make_array(spec: _ArraySpec) -> np.ndarray[Any, Any]:
+    state = _as_tuple(spec.state)
+    if len(state) != 5:
+        raise CorruptRecordError("an array in a record has no state")
+    _, shape_state, dtype_spec, fortran, data = state
+    dtype = _make_dtype(dtype_spec)
+    shape = _as_tuple(shape_state)
+    if type(shape_state) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+        raise CorruptRecordError(f"array shape {shape_state!r} in a record")
+    dims = cast("tuple[int, ...]", shape)
+    if not isinstance(data, bytes | bytearray | pickle.PickleBuffer):
+        raise CorruptRecordError("array data in a record are not bytes")
+    buffer = memoryview(data).cast("B")
+    count = math.prod(dims)
+    if len(buffer) != count * dtype.itemsize:
+        raise CorruptRecordError(
+            f"array of shape {dims} and dtype {dtype} with {len(buffer)} bytes"
+        )
+    array = np.frombuffer(buffer, dtype=dtype, count=count)
+    if not array.flags.writeable:  # from bytes (protocols 0 to 4): arrays read back writable
+        array = array.copy()
+    return array.reshape(dims, order="F" if fortran is True else "C")
+
+
+def _make_scalar(spec: _ScalarSpec) -> "np.generic[Any]":
+    dtype = _make_dtype(spec.dtype)
+    if not isinstance(spec.data, bytes) or len(spec.data) != dtype.itemsize:
+        raise CorruptRecordError(f"a {dtype} scalar in a record has {spec.data!r} for data")
+    if not dtype.itemsize:  # an empty np.bytes_ or np.str_: no buffer to read it from
+        empty: np.generic[Any] = dtype.type()
+        return empty
+    scalar: np.generic[Any] = np.frombuffer(spec.data, dtype=dtype)[0]
+    return scalar
+
+
 #: The globals a record may reference, by (module, name): what NumPy arrays, dtypes and scalars,
 #: ``complex`` and ``OrderedDict`` are pickled with (NumPy 1.x named the module ``numpy.core``;
 #: protocols 0 to 2 name builtins ``__builtin__`` and write bytes with ``_codecs.encode``, here
-#: restricted to latin-1). Nothing else is ever resolved.
+#: restricted to latin-1). Nothing else is ever resolved, and the NumPy ones resolve to the
+#: inert descriptions above.
 ALLOWED_GLOBALS: Final[Mapping[tuple[str, str], object]] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "scalar"): _SCALAR,
-    ("numpy.core.multiarray", "scalar"): _SCALAR,
-    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy", "ndarray"): _NdarrayClass,
+    ("numpy", "dtype"): _DTypeSpec,
+    ("numpy._core.multiarray", "_reconstruct"): _ArraySpec,
+    ("numpy.core.multiarray", "_reconstruct"): _ArraySpec,
+    ("numpy._core.multiarray", "scalar"): _ScalarSpec,
+    ("numpy.core.multiarray", "scalar"): _ScalarSpec,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("builtins", "complex"): complex,
     ("__builtin__", "complex"): complex,
     ("collections", "OrderedDict"): OrderedDict,
@@ -168,7 +267,20 @@ def _plain(value: Any, node: Node) -> Any:
 
 
 def read_form(value: object) -> Any:
-    """Returns a loaded tree as storages return trees: every dict as an ``OrderedDict``."""
+    """Returns a loaded tree as storages return trees.
+
+    Every dict becomes an ``OrderedDict``, every described array and scalar is made, after it
+    is checked.
+
+    Raises:
+        CorruptRecordError: A description is not one of an array or scalar of a stored tree.
+    """
+    if isinstance(value, _ArraySpec):
+        return _make_array(value)
+    if isinstance(value, _ScalarSpec):
+        return _make_scalar(value)
+    if isinstance(value, _DTypeSpec | _NdarrayClass) or value is _NdarrayClass:
+        raise CorruptRecordError("a record holds a bare dtype or class")
     if isinstance(value, dict):
         items = cast("dict[object, object]", value).items()
         return OrderedDict((key, read_form(item)) for key, item in items)
@@ -419,7 +531,7 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
                 stacklevel=_caller_level(),
             )
             return index, offset
-        except (_Malformed, ValueError) as error:  # ValueError: a key that is not UTF-8
+        except Exception as error:  # _Malformed, or what damaged arguments make readers raise
             raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
         end = file.tell()
         if key is None:
@@ -476,13 +588,18 @@ class RecordFile:
             self.file.close()
             raise
 
-    def load(self, key: str) -> Any:
+    def load(self, key: str, *, checked: bool = True) -> Any:
         """Reads the value of ``key`` from its last record, as storages return trees.
+
+        Args:
+            key: The key.
+            checked: Whether to raise unless the value is a stored tree; without the check,
+                a value loaded with the allowed globals alone may still hold, say, a set.
 
         Raises:
             KeyError: ``key`` has no record.
             RefusedGlobalError: The record references a global that is not allowed.
-            CorruptRecordError: The record does not hold ``key``.
+            CorruptRecordError: The record does not hold ``key``, or a stored tree.
         """
         offset = self.index[key]
         where = f"{str(self.path)!r}, record at byte {offset}"
@@ -491,10 +608,14 @@ class RecordFile:
         if found != key:
             raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
         try:
-            validate(data, f"{where}: data")
+            value = read_form(data)
+            if checked:
+                validate(value, f"{where}: data")
+        except CorruptRecordError as error:
+            raise CorruptRecordError(f"{where}: {error}") from None
         except (TypeError, ValueError) as error:  # opcodes alone can build a set, for one
             raise CorruptRecordError(f"not a stored tree: {error}") from None
-        return read_form(data)
+        return value
 
     def append(self, key: str, value: Any, node: Node) -> None:
         """Appends a record of the validated ``value``, described by ``node``, and flushes it.
