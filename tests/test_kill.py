@@ -1,4 +1,8 @@
-"""A writer killed with SIGKILL at any moment leaves a readable file with every returned write."""
+"""A writer killed with SIGKILL at any moment leaves a readable file with every returned write.
+
+Run for every backend. ``CORELAY_KILL_TRIALS`` sets how many random kill moments
+``test_random_kill_moments`` tries (``CORELAY_KILL_SEED`` seeds them).
+"""
 
 import os
 import random
@@ -6,23 +10,25 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from corelay.io.storage import HDF5Storage
+from tests.backends import Backend
 from tests.cases import assert_same_tree
+
+_ROOT = Path(__file__).parent.parent
 
 _WRITER = """
 import sys
-import numpy as np
-from corelay.io.storage import HDF5Storage
-sys.path.insert(0, sys.argv[2])
-from test_hdf5_kill import tree
+from tests.backends import BACKENDS
+from tests.test_kill import tree
 
-with HDF5Storage(sys.argv[1], "a") as storage:
+backend = {backend.name: backend for backend in BACKENDS}[sys.argv[2]]
+with backend.open(sys.argv[1], "a") as storage:
     for index in range(100_000):
         storage[f"entry-{index}"] = tree(index)
         storage["latest"] = tree(index)  # replaced on every step
@@ -41,16 +47,15 @@ def tree(index: int) -> Any:
     }
 
 
-# (returned writes to wait for, then extra seconds before SIGKILL)
-_KILL_MOMENTS = [(0, 0.0), (1, 0.0), (1, 0.003), (4, 0.001), (10, 0.0), (25, 0.002), (40, 0.0005)]
+def _kill_writer(backend: Backend, path: Path, wait_for: int, delay: float) -> int:
+    """Starts a writer, kills it after ``wait_for`` returned writes and ``delay`` seconds.
 
-
-@pytest.mark.parametrize(("wait_for", "delay"), _KILL_MOMENTS)
-def test_killed_writer_loses_nothing_returned(tmp_path: Path, wait_for: int, delay: float) -> None:
-    path = tmp_path / "killed.h5"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    Returns:
+        The index of the last write that returned.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *sys.path])}
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path), str(Path(__file__).parent)],
+        [sys.executable, "-c", _WRITER, str(path), backend.name],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -66,10 +71,18 @@ def test_killed_writer_loses_nothing_returned(tmp_path: Path, wait_for: int, del
     writer.wait()
     returned = max([returned, *(int(line) for line in writer.stdout.read().split())])
     writer.stdout.close()
+    return returned
+
+
+def _check_after_kill(backend: Backend, path: Path, wait_for: int, delay: float) -> None:
+    returned = _kill_writer(backend, path, wait_for, delay)
     if not path.exists():
         assert returned == -1
         return
-    with HDF5Storage(path, "r") as storage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a torn last pickle record
+        storage = backend.open(path, "r")
+    with storage:
         keys = set(storage.keys())
         for index in range(returned + 1):
             assert_same_tree(storage[f"entry-{index}"], tree(index), f"entry-{index}")
@@ -82,35 +95,28 @@ def test_killed_writer_loses_nothing_returned(tmp_path: Path, wait_for: int, del
             latest = storage["latest"]
             assert latest["index"] in (returned, returned + 1)
             assert_same_tree(latest, tree(latest["index"]))
+    # The file takes new writes, and keeps them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with backend.open(path, "a") as storage:
+            storage["after-kill"] = tree(7)
+    with backend.open(path, "r") as storage:
+        assert_same_tree(storage["after-kill"], tree(7))
 
 
-def test_random_kill_moments(tmp_path: Path) -> None:
-    """More kill moments, drawn at random; ``CORELAY_KILL_TRIALS`` sets how many."""
+# (returned writes to wait for, then extra seconds before SIGKILL)
+_KILL_MOMENTS = [(0, 0.0), (1, 0.0), (1, 0.003), (4, 0.001), (10, 0.0), (25, 0.002), (40, 0.0005)]
+
+
+@pytest.mark.parametrize(("wait_for", "delay"), _KILL_MOMENTS)
+def test_killed_writer_loses_nothing_returned(
+    backend: Backend, store_path: Path, wait_for: int, delay: float
+) -> None:
+    _check_after_kill(backend, store_path, wait_for, delay)
+
+
+def test_random_kill_moments(backend: Backend, tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CORELAY_KILL_SEED", "0")))
     for trial in range(int(os.environ.get("CORELAY_KILL_TRIALS", "4"))):
-        directory = tmp_path / str(trial)
-        directory.mkdir()
-        test_killed_writer_loses_nothing_returned(
-            directory, rng.randint(0, 40), rng.uniform(0, 0.03)
-        )
-
-
-def test_every_returned_write_is_flushed(tmp_path: Path) -> None:
-    # Another process sees the write as soon as it returned (the writer stays open).
-    path = tmp_path / "flushed.h5"
-    storage = HDF5Storage(path, "w")
-    storage["key"] = np.arange(5)
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import h5py, sys; f = h5py.File(sys.argv[1], 'r', locking=False); print(f['key'][4])",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    storage.close()
-    assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "4"
+        path = tmp_path / f"{trial}{backend.suffix}"
+        _check_after_kill(backend, path, rng.randint(0, 40), rng.uniform(0, 0.03))
