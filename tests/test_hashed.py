@@ -13,10 +13,18 @@ from typing import Any, cast
 import h5py
 import numpy as np
 import pytest
+from h5py import h5d
 
 from corelay.io import _hashed
 from corelay.io._hdf5 import KIND_ATTR
 from corelay.io._keys import TEMP_PREFIX
+from corelay.io.describe import (
+    ContainerDescription,
+    HashedGroupDescription,
+    LeafDescription,
+    describe_file,
+    find_problems,
+)
 from corelay.io.hashing import ext_hash
 from corelay.io.journal import open_journaled
 from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, NoDataTarget
@@ -47,10 +55,14 @@ def store(path: Path) -> Iterator[HashedHDF5]:
         yield HashedHDF5(file.create_group("cache"))
 
 
-def _cache(file: h5py.File) -> h5py.Group:
-    group = file["cache"]
+def _group(parent: h5py.Group, name: str) -> h5py.Group:
+    group = parent[name]
     assert isinstance(group, h5py.Group)
     return group
+
+
+def _cache(file: h5py.File) -> h5py.Group:
+    return _group(file, "cache")
 
 
 def _values(output: object) -> list[Any]:
@@ -63,6 +75,12 @@ def _member(group: h5py.Group, name: str) -> Any:
     member = group[name]
     assert isinstance(member, h5py.Dataset)
     return member[()]
+
+
+def _entry(store: HashedHDF5, data_in: Any, meta: Any) -> h5py.Group | h5py.Dataset:
+    entry = store.base[_hashed.entry_path(store.entry_name(data_in, meta))]
+    assert isinstance(entry, h5py.Group | h5py.Dataset)
+    return entry
 
 
 def _snapshot(group: h5py.Group) -> list[tuple[str, list[tuple[str, Any]]]]:
@@ -204,7 +222,9 @@ def test_memory_layout_does_not_matter(store: HashedHDF5, same: Any) -> None:
     assert _values(store.read(same, META)) == [7]
     store.write(np.array([8]), same, META)  # the same entry, replaced
     assert _values(store.read(c_ordered, META)) == [8]
-    assert len(store.base) == 2  # the entry and the metadata group
+    name = store.entry_name(same, META)
+    assert sorted(store.base) == sorted([name[:2], _hashed.META_GROUP])
+    assert list(_group(store.base, name[:2])) == [name]
 
 
 def test_meta_is_part_of_the_key(store: HashedHDF5) -> None:
@@ -232,7 +252,8 @@ def test_rewrite_replaces_the_entry(store: HashedHDF5) -> None:
     store.write(np.arange(4.0), "in", META)
     assert_same_tree(store.read("in", META), np.arange(4.0))
     name = store.entry_name("in", META)
-    assert sorted(store.base) == sorted([name, _hashed.META_GROUP])
+    assert sorted(store.base) == sorted([name[:2], _hashed.META_GROUP])
+    assert list(_group(store.base, name[:2])) == [name]
 
 
 def test_rejected_rewrite_keeps_the_old_entry(store: HashedHDF5) -> None:
@@ -253,31 +274,37 @@ def test_absent_entry_is_no_data_source_naming_the_hash(store: HashedHDF5) -> No
         store.read("in", META)
 
 
-def _hand_built(store: HashedHDF5, kind: str | None, output_hash: bool, data: bool) -> str:
+def _hand_built(store: HashedHDF5, kind: str | None, attr: bool, tuple_group: bool) -> str:
     name = store.entry_name("in", META)
-    group = store.base.create_group(name)
-    if data:
-        group.create_dataset("data", data=np.arange(3))
-    if output_hash:
-        group.attrs[_hashed.OUTPUT_HASH_ATTR] = ext_hash(np.arange(3))
+    path = _hashed.entry_path(name)
+    entry: h5py.Group | h5py.Dataset
+    if tuple_group:
+        entry = store.base.create_group(path)
+        entry["0"] = np.arange(3)
+    else:
+        entry = store.base.create_dataset(path, data=np.arange(3))
     if kind is not None:
-        group.attrs[KIND_ATTR] = kind
+        entry.attrs[KIND_ATTR] = kind
+    if attr:
+        hashes = (ext_hash("in"), ext_hash(np.arange(3)), ext_hash(META))
+        entry.attrs[_hashed.ENTRY_ATTR] = np.bytes_("input={} output={} meta={}".format(*hashes))
     return name
 
 
 @pytest.mark.parametrize(
-    ("kind", "output_hash", "data"),
+    ("kind", "attr", "tuple_group"),
     [
-        (None, False, True),  # killed before the attributes: data only
-        (None, True, True),  # killed before the kind
-        (_hashed.ENTRY_KIND, True, False),  # no data
-        ("dict", False, True),  # an HDF5Storage dict at that name
+        (None, False, False),  # killed before the attribute: an array
+        ("tuple", False, True),  # killed before the attribute: a tuple
+        (None, True, True),  # a group with the attribute that is not a tuple
+        ("dict", False, True),  # an HDF5Storage dict at that path
+        ("ndarray", False, False),  # an HDF5Storage array at that path
     ],
 )
-def test_incomplete_or_foreign_groups_are_no_data_source(
-    store: HashedHDF5, kind: str | None, output_hash: bool, data: bool
+def test_incomplete_or_foreign_entries_are_no_data_source(
+    store: HashedHDF5, kind: str | None, attr: bool, tuple_group: bool
 ) -> None:
-    name = _hand_built(store, kind, output_hash, data)
+    name = _hand_built(store, kind, attr, tuple_group)
     with pytest.raises(NoDataSource, match=name):
         store.read("in", META)
     # Writing replaces them.
@@ -285,23 +312,48 @@ def test_incomplete_or_foreign_groups_are_no_data_source(
     assert_same_tree(store.read("in", META), np.arange(5))
 
 
-def test_upstream_entry_and_dataset_at_the_name_are_no_data_source(store: HashedHDF5) -> None:
+def test_upstream_entries_are_no_data_source(store: HashedHDF5) -> None:
     name = store.entry_name("in", META)
-    upstream = store.base.create_group(name)
-    upstream["data"] = np.arange(3)
-    for member in ("meta", "input", "output"):
-        upstream[member] = '"json"'
+    for path in (name, _hashed.entry_path(name)):  # where corelay 1.0.0 puts it, and ours
+        upstream = store.base.create_group(path)
+        upstream["data"] = np.arange(3)
+        for member in ("meta", "input", "output"):
+            upstream[member] = '"json"'
+        with pytest.raises(NoDataSource, match=name):
+            store.read("in", META)
+        del store.base[path]
+
+
+def test_a_shard_that_is_not_a_group(store: HashedHDF5) -> None:
+    name = store.entry_name("in", META)
+    store.base[name[:2]] = np.arange(3)
     with pytest.raises(NoDataSource, match=name):
         store.read("in", META)
-    del store.base[name]
-    store.base[name] = np.arange(3)
-    with pytest.raises(NoDataSource, match=name):
-        store.read("in", META)
+    before = _snapshot(store.base)
+    with pytest.raises(ValueError, match=f"'{name[:2]}' in group '/cache' .* is not a group"):
+        store.write(np.arange(5), "in", META)
+    assert _snapshot(store.base) == before
+
+
+def test_a_metadata_group_that_is_not_a_group(store: HashedHDF5) -> None:
+    store.base[_hashed.META_GROUP] = np.arange(3)
+    before = _snapshot(store.base)
+    with pytest.raises(ValueError, match=r"'\.corelay-meta' in group '/cache' .* is not a group"):
+        store.write(np.arange(5), "in", META)
+    assert _snapshot(store.base) == before
+
+
+def test_entries_read_without_their_stored_metadata(store: HashedHDF5) -> None:
+    store.write(np.arange(3), "in", META)
+    del store.base[_hashed.META_GROUP]
+    assert_same_tree(store.read("in", META), np.arange(3))
+    store.write(np.arange(4), "other", META)  # stores the metadata again
+    assert list(_group(store.base, _hashed.META_GROUP)) == [ext_hash(META)]
 
 
 def test_tuple_entry_missing_an_item_is_no_data_source(store: HashedHDF5) -> None:
     store.write((np.zeros(1), np.ones(1), np.ones(2)), "in", META)
-    data = store.base[store.entry_name("in", META)]["data"]
+    data = _entry(store, "in", META)
     assert isinstance(data, h5py.Group)
     del data["1"]
     with pytest.raises(NoDataSource, match="incomplete entry"):
@@ -312,20 +364,23 @@ def test_an_entry_left_complete_under_its_temporary_name_is_read(store: HashedHD
     # What a writer killed between unlinking the old entry and moving in the new one leaves.
     store.write(np.arange(3), "in", META)
     name = store.entry_name("in", META)
-    store.base.move(name, TEMP_PREFIX + name)
+    shard = _group(store.base, name[:2])
+    shard.move(name, TEMP_PREFIX + name)
     assert_same_tree(store.read("in", META), np.arange(3))
     store.write(np.arange(4), "in", META)
-    assert sorted(store.base) == sorted([name, _hashed.META_GROUP])
+    assert list(shard) == [name]
     assert_same_tree(store.read("in", META), np.arange(4))
 
 
 def test_an_incomplete_temporary_entry_is_ignored_and_removed(store: HashedHDF5) -> None:
     name = store.entry_name("in", META)
-    store.base.create_group(TEMP_PREFIX + name).create_dataset("data", data=np.arange(2))
+    temp_path = f"{name[:2]}/{TEMP_PREFIX}{name}"
+    store.base.create_dataset(temp_path, data=np.arange(2))
     with pytest.raises(NoDataSource):
         store.read("in", META)
     store.write(np.arange(3), "in", META)
-    assert TEMP_PREFIX + name not in store.base
+    assert temp_path not in store.base
+    assert list(_group(store.base, name[:2])) == [name]
 
 
 def test_a_failed_write_leaves_nothing(store: HashedHDF5, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,11 +390,14 @@ def test_a_failed_write_leaves_nothing(store: HashedHDF5, monkeypatch: pytest.Mo
     def fail(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(_hashed, "set_str_attr", fail)
+    monkeypatch.setattr(_hashed, "_set_entry_attr", fail)
+    assert store.entry_name("new", META)[:2] != store.entry_name("old", META)[:2]
     with pytest.raises(OSError, match="disk full"):
-        store.write(np.arange(4), "new", META)  # a new entry
+        store.write(np.arange(4), "new", META)  # a new entry, in a new shard group
     with pytest.raises(OSError, match="disk full"):
         store.write(np.arange(4), "old", META)  # a replacement
+    with pytest.raises(OSError, match="disk full"):
+        store.write((np.arange(4),), "old", None)  # a new entry beside it, with new metadata
     assert _snapshot(store.base) == before
     monkeypatch.undo()
     assert_same_tree(store.read("old", META), np.arange(3))
@@ -348,31 +406,104 @@ def test_a_failed_write_leaves_nothing(store: HashedHDF5, monkeypatch: pytest.Mo
 def test_entries_are_readable_with_plain_h5py(path: Path) -> None:
     data_in = np.arange(4.0)
     meta = {"function": "mod.f", "kwargs": {"k": np.int8(3), "names": ["a", "b"]}, "x": None}
+    output = (np.ones(2), (np.arange(3),))
     with h5py.File(path, "w") as file:
         store = HashedHDF5(file.create_group("cache"))
-        store.write((np.ones(2), (np.arange(3),)), data_in, meta)
+        store.write(output, data_in, meta)
         store.write(np.zeros(3, dtype=np.float32), data_in + 1, meta)
         name = store.entry_name(data_in, meta)
         other = store.entry_name(data_in + 1, meta)
     with h5py.File(path, "r") as file:
         cache = _cache(file)
-        entry = cache[name]
-        assert isinstance(entry, h5py.Group)
-        assert entry.attrs["corelay.kind"] == "hashed-entry"
-        assert entry.attrs["corelay.input_hash"] == ext_hash(data_in)
-        assert entry.attrs["corelay.output_hash"] == ext_hash((np.ones(2), (np.arange(3),)))
         assert name == ext_hash((ext_hash(data_in), ext_hash(meta)))
-        np.testing.assert_array_equal(_member(entry, "data/0"), np.ones(2))
-        np.testing.assert_array_equal(_member(entry, "data/1/0"), np.arange(3))
-        assert _member(entry, "meta/function") == b"mod.f"
-        assert _member(entry, "meta/kwargs/k") == 3
-        # Equal metadata is stored once, in the metadata group; entries link to it.
-        assert entry["meta"] == cache[f"{other}/meta"]
-        assert entry["meta"] == cache[f"{_hashed.META_GROUP}/{ext_hash(meta)}"]
-        np.testing.assert_array_equal(_member(cache, f"{other}/data"), np.zeros(3))
-    # The metadata round-trips exactly through the shared codec.
+        # The entry is the output, in a group named by the first two digits of its name.
+        entry = cache[f"{name[:2]}/{name}"]
+        assert isinstance(entry, h5py.Group)
+        hashes = f"input={ext_hash(data_in)} output={ext_hash(output)} meta={ext_hash(meta)}"
+        assert entry.attrs["corelay.hashed_entry"] == hashes.encode()
+        assert entry.attrs["corelay.kind"] == "tuple"
+        np.testing.assert_array_equal(_member(entry, "0"), np.ones(2))
+        np.testing.assert_array_equal(_member(entry, "1/0"), np.arange(3))
+        np.testing.assert_array_equal(_member(cache, f"{other[:2]}/{other}"), np.zeros(3))
+        # Equal metadata is stored once, in the metadata group, named by its hash.
+        assert list(_group(cache, ".corelay-meta")) == [ext_hash(meta)]
+        stored_meta = _group(cache, f".corelay-meta/{ext_hash(meta)}")
+        assert _member(stored_meta, "function") == b"mod.f"
+        assert _member(stored_meta, "kwargs/k") == 3
+    # The output and the metadata round-trip exactly through the shared codec.
     with HDF5Storage(path, "r") as storage:
-        assert_same_tree(storage[f"cache/{name}/meta"], meta)
+        assert_same_tree(storage[f"cache/{name[:2]}/{name}"], output)
+        assert_same_tree(storage[f"cache/.corelay-meta/{ext_hash(meta)}"], meta)
+
+
+def test_entries_are_spread_over_groups_by_their_first_digits(store: HashedHDF5) -> None:
+    names = {store.entry_name(index, None) for index in range(40)}
+    for index in range(40):
+        store.write(np.full(2, index), index, None)
+    shards = {name[:2] for name in names}
+    assert sorted(store.base) == sorted([*shards, _hashed.META_GROUP])
+    assert {name for shard in shards for name in _group(store.base, shard)} == names
+    for index in range(40):
+        assert _values(store.read(index, None)) == [index, index]
+
+
+COMPACT: int = cast(Any, h5d).COMPACT
+CONTIGUOUS: int = cast(Any, h5d).CONTIGUOUS
+
+
+@pytest.mark.parametrize(("size", "layout"), [(1, COMPACT), (512, COMPACT), (513, CONTIGUOUS)])
+def test_small_arrays_are_stored_in_the_dataset_header(
+    store: HashedHDF5, size: int, layout: int
+) -> None:
+    output = np.arange(size, dtype=np.float64)  # 4 KiB at 512 elements
+    store.write(output, "in", None)
+    entry = _entry(store, "in", None)
+    assert isinstance(entry, h5py.Dataset)
+    assert cast(Any, entry.id).get_create_plist().get_layout() == layout
+    assert_same_tree(store.read("in", None), output)
+
+
+def test_inspect_describes_each_entry_with_its_metadata(path: Path) -> None:
+    meta = {"step": "embed", "k": 4}
+    with open_journaled(path, "w") as file:
+        cache = file.create_group("cache")
+        store = HashedHDF5(cache)
+        store.write(np.arange(5.0), "a", meta)
+        store.write((np.zeros(2), (np.ones(1),)), "b", None)
+        complete = {store.entry_name("a", meta), store.entry_name("b", None)}
+        # An incomplete entry, a temporary one, a bad one and one of corelay 1.0.0 beside them.
+        incomplete = store.entry_name("c", None)
+        cache[_hashed.entry_path(incomplete)] = np.arange(2)
+        cache[f"{incomplete[:2]}/{TEMP_PREFIX}{incomplete}"] = np.arange(2)
+        bad = store.entry_name("d", None)
+        cache[_hashed.entry_path(bad)] = np.zeros(2, dtype="f4,i4")
+        cache[_hashed.entry_path(bad)].attrs[_hashed.ENTRY_ATTR] = np.bytes_(
+            f"input={ext_hash('d')} output={ext_hash('d')} meta={ext_hash(None)}"
+        )
+        upstream = "0" * 32
+        for member in ("data", "input", "output", "meta"):
+            cache[f"{upstream}/{member}"] = '"json"'
+    description = describe_file(path)
+    [group] = description.entries
+    assert isinstance(group, HashedGroupDescription)
+    entries = {entry.name: entry for entry in group.entries}
+    assert set(entries) == {*complete, incomplete, bad, upstream}
+    first = entries[store.entry_name("a", meta)]
+    assert (first.layout, first.complete) == ("corelay", True)
+    assert (first.input_hash, first.output_hash) == (ext_hash("a"), ext_hash(np.arange(5.0)))
+    assert first.meta == "{'step': 'embed', 'k': 4}"
+    assert isinstance(first.data, LeafDescription) and first.data.shape == (5,)
+    second = entries[store.entry_name("b", None)]
+    assert second.meta == "None" and isinstance(second.data, ContainerDescription)
+    assert not entries[incomplete].complete and entries[incomplete].meta is None
+    assert entries[upstream].layout == "corelay-1.0.0"
+    assert find_problems(description) == [
+        (
+            f"/cache/{_hashed.entry_path(bad)}",
+            "compound dtype [('f0', '<f4'), ('f1', '<i4')]: "
+            "the library cannot hold structured data",
+        )
+    ]
 
 
 def test_read_only_file_reads_and_refuses_writes(path: Path) -> None:
@@ -431,7 +562,7 @@ def test_every_returned_write_is_flushed(path: Path) -> None:
 _READ_BACK = """
 import sys, h5py
 with h5py.File(sys.argv[1], "r", locking=False) as file:
-    print(float(file["cache"][sys.argv[2]]["data"][4]))
+    print(float(file["cache"][sys.argv[2][:2]][sys.argv[2]][4]))
 """
 
 # The writer of the SIGKILL trials: a stream of entries, one entry rewritten at every step, and

@@ -121,7 +121,10 @@ def _as_tuple(value: object) -> tuple[object, ...]:
 def _make_dtype(spec: object) -> np.dtype[Any]:
     if not isinstance(spec, _DTypeSpec) or type(spec.name) is not str:
         raise CorruptRecordError("an array's dtype is not a dtype")
-    base = np.dtype(spec.name) if spec.name.isascii() and spec.name.isalnum() else None
+    try:  # NumPy parses some names as Python literals: "08" raises SyntaxError
+        base = np.dtype(spec.name) if spec.name.isascii() and spec.name.isalnum() else None
+    except (TypeError, ValueError, SyntaxError):
+        base = None
     if base is None or base.kind not in _SIMPLE_KINDS or base.fields is not None:
         raise CorruptRecordError(f"unsupported dtype {spec.name!r} in a record")
     if spec.state is None:

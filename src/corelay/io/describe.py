@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5, _pickle
-from corelay.io._hashed import ENTRY_KIND, INPUT_HASH_ATTR, META_GROUP, OUTPUT_HASH_ATTR
+from corelay.io._hashed import (
+    ENTRY_ATTR,
+    META_GROUP,
+    SHARD_DIGITS,
+    EntryHashes,
+    entry_path,
+    parse_entry_attr,
+)
 from corelay.io._hdf5 import DTYPE_ATTR, KIND_ATTR, get_str_attr
 from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
 from corelay.io.errors import NoDataSource
@@ -159,7 +166,7 @@ class HashedEntryDescription(BaseModel):
     model_config = _CONFIG
 
     name: str
-    """The entry's group name: a hash of the input and the metadata (32 hexadecimal digits)."""
+    """The entry's name: a hash of the input and the metadata (32 hexadecimal digits)."""
 
     layout: Literal["corelay", "corelay-1.0.0"]
     """Who wrote the entry: this library, or corelay 1.0.0 (whose hashes differ, so that its
@@ -238,11 +245,12 @@ class NotAStorageFileError(ValueError):
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ENTRY_NAME = re.compile(r"[0-9a-f]{32}")
+_SHARD_NAME = re.compile(f"[0-9a-f]{{{SHARD_DIGITS}}}")
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 _NON_STR_KEY = "dict entry with a "
 # What h5py raises for damaged metadata, besides OSError.
 _UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, OverflowError)
-_UPSTREAM_ENTRY_MEMBERS = ("input", "output")
+_UPSTREAM_ENTRY_MEMBERS = ("data", "input", "output")
 # Metadata datasets with up to this many elements are read to show them.
 _META_ELEMENTS = 16
 _META_CHARS = 400
@@ -314,7 +322,10 @@ def _problems(node: "Description", path: str, pickle_file: bool) -> Iterator[Pro
     elif isinstance(node, HashedGroupDescription):
         for entry in node.entries:
             if entry.data is not None:
-                data_path = f"{path.rstrip('/')}/{entry.name}/data"
+                if entry.layout == "corelay":
+                    data_path = f"{path.rstrip('/')}/{entry_path(entry.name)}"
+                else:
+                    data_path = f"{path.rstrip('/')}/{entry.name}/data"
                 yield from _problems(entry.data, data_path, pickle_file)
 
 
@@ -566,69 +577,98 @@ class _HDF5Walker:
 
     @staticmethod
     def is_hashed_group(group: h5py.Group) -> bool:
-        """Tells whether every member of ``group`` is a HashedHDF5 entry (at least one complete)."""
+        """Tells whether ``group`` holds only HashedHDF5 entries (at least one complete).
+
+        This library's entries are in groups named by the first digits of their names; those
+        of corelay 1.0.0 are groups directly in ``group``.
+        """
         found = False
         for name in _names(group):
             if name == META_GROUP or name.startswith(TEMP_PREFIX):
                 continue
-            if not _ENTRY_NAME.fullmatch(name):
+            member = group.get(name)
+            if not isinstance(member, h5py.Group):
                 return False
-            entry = group.get(name)
-            if not isinstance(entry, h5py.Group):
+            if _SHARD_NAME.fullmatch(name):
+                for entry_name in _names(member):
+                    if entry_name.startswith(TEMP_PREFIX):
+                        continue
+                    entry = member.get(entry_name)
+                    if not (
+                        _ENTRY_NAME.fullmatch(entry_name)
+                        and entry_name.startswith(name)
+                        and isinstance(entry, h5py.Group | h5py.Dataset)
+                    ):
+                        return False
+                    found = found or _entry_hashes(entry) is not None
+            elif _ENTRY_NAME.fullmatch(name):
+                found = found or _is_upstream_entry(member)
+            else:
                 return False
-            found = found or _entry_layout(entry) is not None
         return found
 
     def hashed_group(
         self, group: h5py.Group, name: str, ancestors: tuple[object, ...]
     ) -> HashedGroupDescription:
+        found = group.get(META_GROUP)
+        meta_group = found if isinstance(found, h5py.Group) else None
         entries: list[HashedEntryDescription] = []
-        for entry_name in _names(group):
-            if entry_name == META_GROUP or entry_name.startswith(TEMP_PREFIX):
+        for member_name in _names(group):
+            if member_name == META_GROUP or member_name.startswith(TEMP_PREFIX):
                 continue
-            self.step()
-            try:
-                entry = group.get(entry_name)
-                if isinstance(entry, h5py.Group):
-                    entries.append(self.hashed_entry(entry, entry_name, ancestors))
-            except _UNREADABLE as error:
-                unreadable = OtherDescription(
-                    name="data", what="unreadable entry", problem=f"cannot be read: {error}"
-                )
-                entries.append(
-                    HashedEntryDescription(
-                        name=entry_name, layout="corelay", complete=False, data=unreadable
-                    )
-                )
+            if not _SHARD_NAME.fullmatch(member_name):  # where corelay 1.0.0 puts an entry
+                entries.append(self.hashed_entry(group, member_name, None, ancestors, True))
+                continue
+            shard = group.get(member_name)
+            if isinstance(shard, h5py.Group):
+                for entry_name in _names(shard):
+                    if not entry_name.startswith(TEMP_PREFIX):
+                        entry = self.hashed_entry(shard, entry_name, meta_group, ancestors)
+                        entries.append(entry)
         return HashedGroupDescription(name=name, entries=entries)
 
     def hashed_entry(
-        self, entry: h5py.Group, name: str, ancestors: tuple[object, ...]
+        self,
+        parent: h5py.Group,
+        name: str,
+        meta_group: h5py.Group | None,
+        ancestors: tuple[object, ...],
+        upstream: bool = False,
     ) -> HashedEntryDescription:
-        layout = _entry_layout(entry)
-        data = self.member(entry, "data", "data", ancestors) if "data" in entry else None
-        if layout == "corelay-1.0.0":
+        """Describes the entry ``parent[name]``, of corelay 1.0.0 if ``upstream``."""
+        self.step()
+        layout: Literal["corelay", "corelay-1.0.0"] = "corelay-1.0.0" if upstream else "corelay"
+        try:
+            entry = parent.get(name)
+            if upstream and isinstance(entry, h5py.Group):
+                return HashedEntryDescription(
+                    name=name,
+                    layout=layout,
+                    complete=_is_upstream_entry(entry),
+                    input_hash=_json_text(entry.get("input")),
+                    output_hash=_json_text(entry.get("output")),
+                    meta=_json_text(entry.get("meta")),
+                    data=self.member(entry, "data", "data", ancestors) if "data" in entry else None,
+                )
+            hashes = None if entry is None else _entry_hashes(entry)
+            meta = None
+            if hashes is not None and meta_group is not None:
+                meta_tree = meta_group.get(hashes.meta_hash)
+                meta = None if meta_tree is None else _truncate(_render(meta_tree))
             return HashedEntryDescription(
                 name=name,
                 layout=layout,
-                complete=data is not None,
-                input_hash=_json_text(entry.get("input")),
-                output_hash=_json_text(entry.get("output")),
-                meta=_json_text(entry.get("meta")),
-                data=data,
+                complete=hashes is not None,
+                input_hash=None if hashes is None else hashes.input_hash,
+                output_hash=None if hashes is None else hashes.output_hash,
+                meta=meta,
+                data=self.member(parent, name, "data", ancestors),
             )
-        input_hash = get_str_attr(entry, INPUT_HASH_ATTR)
-        output_hash = get_str_attr(entry, OUTPUT_HASH_ATTR)
-        meta = entry.get("meta")
-        return HashedEntryDescription(
-            name=name,
-            layout="corelay",
-            complete=layout == "corelay" and output_hash is not None,
-            input_hash=None if input_hash is None else str(input_hash),
-            output_hash=None if output_hash is None else str(output_hash),
-            meta=None if meta is None else _truncate(_render(meta)),
-            data=data,
-        )
+        except _UNREADABLE as error:
+            unreadable = OtherDescription(
+                name="data", what="unreadable entry", problem=f"cannot be read: {error}"
+            )
+            return HashedEntryDescription(name=name, layout=layout, complete=False, data=unreadable)
 
 
 def _names(group: h5py.Group) -> list[str]:
@@ -637,13 +677,14 @@ def _names(group: h5py.Group) -> list[str]:
     return [name if isinstance(name, str) else repr(name) for name in names]
 
 
-def _entry_layout(entry: h5py.Group) -> Literal["corelay", "corelay-1.0.0"] | None:
-    """Who wrote a complete entry; ``None`` for an incomplete or foreign group."""
-    if get_str_attr(entry, KIND_ATTR) == ENTRY_KIND:
-        return "corelay"
-    if "data" in entry and all(member in entry for member in _UPSTREAM_ENTRY_MEMBERS):
-        return "corelay-1.0.0"
-    return None
+def _entry_hashes(entry: h5py.Group | h5py.Dataset) -> EntryHashes | None:
+    """The hashes of a complete entry of this library; ``None`` for any other object."""
+    return parse_entry_attr(entry.attrs.get(ENTRY_ATTR))
+
+
+def _is_upstream_entry(entry: h5py.Group) -> bool:
+    """Tells whether ``entry`` is a complete entry of corelay 1.0.0."""
+    return all(member in entry for member in _UPSTREAM_ENTRY_MEMBERS)
 
 
 def _json_text(obj: h5py.Group | h5py.Dataset | None) -> str | None:
@@ -750,7 +791,7 @@ def _describe_pickle(path: Path, key: str | None, progress: Progress) -> list["D
         entries: list[Description] = []
         for done, record_key in enumerate(keys, 1):
             try:
-                value = records.load(record_key)
+                value = records.load(record_key, checked=False)  # problems by path
             except pickle.UnpicklingError as error:  # a refused global, or not a record
                 entries.append(
                     OtherDescription(
