@@ -39,7 +39,14 @@ from corelay.io._hdf5 import DTYPE_ATTR, KIND_ATTR, get_str_attr
 from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
 from corelay.io.errors import NoDataSource
 from corelay.io.journal import open_journaled
-from corelay.io.tree import ArrayNode, NumpyScalarNode, ScalarNode, StringInfo, validate
+from corelay.io.tree import (
+    ArrayNode,
+    NumpyScalarNode,
+    ScalarNode,
+    StringInfo,
+    string_info_of,
+    validate,
+)
 
 __all__ = [
     "ContainerDescription",
@@ -856,7 +863,7 @@ def _describe_value(value: object, name: str) -> "Description":
             dtype=node.dtype,
             shape=array.shape,
             nbytes=array.nbytes,
-            string_info=_string_info(array.dtype),
+            string_info=string_info_of(array.dtype),
         )
     scalar = cast(ScalarNode, node)
     nbytes = None
@@ -871,11 +878,3 @@ def _describe_value(value: object, name: str) -> "Description":
         nbytes=nbytes,
         string_info=StringInfo("utf-8", None) if scalar.kind == "str" else None,
     )
-
-
-def _string_info(dtype: np.dtype[Any]) -> StringInfo | None:
-    if dtype.kind == "S":
-        return StringInfo("ascii", dtype.itemsize)
-    if dtype.kind == "U":
-        return StringInfo("utf-8", None)
-    return None

@@ -26,6 +26,7 @@ __all__ = [
     "SequenceNode",
     "StringInfo",
     "TreeInput",
+    "string_info_of",
     "validate",
 ]
 
@@ -175,7 +176,12 @@ def _check_dtype(dtype: np.dtype[Any], path: str) -> str:
     return dtype.str
 
 
-def _string_info(dtype: np.dtype[Any]) -> StringInfo | None:
+def string_info_of(dtype: np.dtype[Any]) -> StringInfo | None:
+    """How strings of ``dtype`` are stored: ASCII for bytes (``S``), UTF-8 for unicode (``U``).
+
+    Returns:
+        ``None`` for dtypes that are not strings.
+    """
     if dtype.kind == "S":
         return StringInfo("ascii", dtype.itemsize)
     if dtype.kind == "U":
@@ -211,12 +217,12 @@ def validate(tree: object, path: str = "data_out") -> Node:
         return ArrayNode(
             dtype=_check_dtype(array.dtype, path),
             shape=array.shape,
-            string_info=_string_info(array.dtype),
+            string_info=string_info_of(array.dtype),
         )
     if isinstance(tree, np.generic):
         scalar: np.generic[Any] = cast(Any, tree)
         return NumpyScalarNode(
-            dtype=_check_dtype(scalar.dtype, path), string_info=_string_info(scalar.dtype)
+            dtype=_check_dtype(scalar.dtype, path), string_info=string_info_of(scalar.dtype)
         )
     if isinstance(tree, dict):
         children: dict[str, Node] = {}
