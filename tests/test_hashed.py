@@ -447,11 +447,9 @@ def test_entries_are_spread_over_groups_by_their_first_digits(store: HashedHDF5)
         assert _values(store.read(index, None)) == [index, index]
 
 
-COMPACT: int = cast(Any, h5d).COMPACT
-CONTIGUOUS: int = cast(Any, h5d).CONTIGUOUS
-
-
-@pytest.mark.parametrize(("size", "layout"), [(1, COMPACT), (512, COMPACT), (513, CONTIGUOUS)])
+@pytest.mark.parametrize(
+    ("size", "layout"), [(1, h5d.COMPACT), (512, h5d.COMPACT), (513, h5d.CONTIGUOUS)]
+)
 def test_small_arrays_are_stored_in_the_dataset_header(
     store: HashedHDF5, size: int, layout: int
 ) -> None:
@@ -459,7 +457,7 @@ def test_small_arrays_are_stored_in_the_dataset_header(
     store.write(output, "in", None)
     entry = _entry(store, "in", None)
     assert isinstance(entry, h5py.Dataset)
-    assert cast(Any, entry.id).get_create_plist().get_layout() == layout
+    assert entry.id.get_create_plist().get_layout() == layout
     assert_same_tree(store.read("in", None), output)
 
 

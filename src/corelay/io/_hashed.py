@@ -4,7 +4,7 @@ The layout of the entries is in the documentation of :class:`HashedHDF5`.
 """
 
 import contextlib
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import h5py
 import numpy as np
@@ -43,10 +43,6 @@ ENTRY_ATTR = "corelay.hashed_entry"
 META_GROUP = ".corelay-meta"
 #: Entries are spread over groups named by the first this many digits of their names.
 SHARD_DIGITS = 2
-
-# Up to this size an array is stored in its dataset's object header (HDF5's compact layout):
-# one allocation and one read instead of two. Larger ones are stored contiguously.
-_COMPACT_BYTES = 4096
 
 _ACCEPTED = "HashedHDF5 stores a numpy.ndarray or a tuple of arrays and such tuples"
 _ENTRY_KEY = ENTRY_ATTR.encode()
@@ -93,37 +89,10 @@ def _entry_attr(input_hash: str, output_hash: str, meta_hash: str) -> bytes:
 _PLAIN_KINDS = "biufc"
 
 
-# h5py calls and constants that the project's h5py stubs do not declare.
-_COMPACT_LAYOUT = 0  # h5py.h5d.COMPACT, HDF5's H5D_COMPACT
-
-
-class _DatasetCreate(Protocol):
-    def set_layout(self, layout: int, /) -> None: ...
-
-
-class _FileType(Protocol):
-    def equal(self, other: "_FileType", /) -> bool: ...
-    def copy(self) -> "_FileType": ...
-
-
-class _TypedDataset(Protocol):
-    def get_type(self) -> _FileType: ...
-
-
 _GROUP_CREATE = h5p.create(h5p.GROUP_CREATE)
 _GROUP_CREATE.set_obj_track_times(False)
-_CONTIGUOUS = h5p.create(h5p.DATASET_CREATE)
-_CONTIGUOUS.set_obj_track_times(False)
-_COMPACT = h5p.create(h5p.DATASET_CREATE)
-_COMPACT.set_obj_track_times(False)
-cast(_DatasetCreate, _COMPACT).set_layout(_COMPACT_LAYOUT)
 _SCALAR_SPACE = h5s.create(h5s.SCALAR)
-# Per dtype: the file and memory types (building one costs more than writing a small array).
-_TYPES: dict[np.dtype[Any], tuple[h5t.TypeID, h5t.TypeID]] = {}
 _ATTR_TYPES: dict[int, h5t.TypeID] = {}
-# HDF5 types of plain arrays read, with their dtypes and memory types.
-_READ_TYPES: list[tuple[_FileType, np.dtype[Any], h5t.TypeID]] = []
-_MAX_READ_TYPES = 32
 # Dtypes that validate() accepted: checking an array's dtype is then a set lookup.
 _VALID_DTYPES: set[np.dtype[Any]] = set()
 
@@ -148,42 +117,6 @@ def _is_plain_array(value: object) -> bool:
         return False
     array: np.ndarray[Any, Any] = cast(Any, value)
     return array.ndim > 0 and array.dtype.kind in _PLAIN_KINDS
-
-
-def _write_plain_array(group: h5g.GroupID, name: bytes, value: np.ndarray[Any, Any]) -> ObjectID:
-    array = np.ascontiguousarray(value)
-    dtype = array.dtype
-    types = _TYPES.get(dtype)
-    if types is None:
-        types = _TYPES[dtype] = (h5t.py_create(dtype, logical=True), h5t.py_create(dtype))
-    dcpl = _COMPACT if array.nbytes <= _COMPACT_BYTES else _CONTIGUOUS
-    dataset = h5d.create(group, name, types[0], h5s.create_simple(array.shape), dcpl=dcpl)
-    if array.size:
-        dataset.write(h5s.ALL, h5s.ALL, array, types[1])
-    return dataset
-
-
-def _read_array(dataset: h5d.DatasetID) -> np.ndarray[Any, Any]:
-    # As _hdf5.read_array. The dtype of a plain array is looked up by its HDF5 type: h5py's
-    # conversion of a type to a dtype costs more than reading a small array.
-    file_type = cast(_TypedDataset, dataset).get_type()
-    for known in _READ_TYPES:
-        if file_type.equal(known[0]):
-            _, dtype, memory_type = known
-            break
-    else:
-        dtype = dataset.dtype
-        if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None:
-            return _hdf5.read_array(dataset)
-        memory_type = h5t.py_create(dtype)
-        if len(_READ_TYPES) < _MAX_READ_TYPES:
-            _READ_TYPES.append((file_type.copy(), dtype, memory_type))
-    shape = dataset.shape
-    if shape is None or 0 in shape:  # no dataspace (h5py.Empty), or no elements
-        return _hdf5.read_array(dataset)
-    array = np.empty(shape, dtype=dtype)
-    dataset.read(h5s.ALL, h5s.ALL, array, memory_type)
-    return array
 
 
 def _set_entry_attr(entry: ObjectID, value: bytes) -> None:
@@ -340,7 +273,7 @@ class HashedHDF5:
             raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
         try:
             if isinstance(entry, h5d.DatasetID):  # an array: the only leaf an entry holds
-                return _read_array(entry)
+                return _hdf5.read_array(entry)
             if isinstance(entry, h5g.GroupID):
                 output: object = _hdf5.read_node(h5py.Group(entry))
                 if type(output) is tuple:
@@ -409,8 +342,9 @@ class HashedHDF5:
                 h5g.create(base.id, shard, gcpl=_GROUP_CREATE)
             else:
                 _unlink(base.id, temp_path)  # left by a killed writer
+            entry: ObjectID
             if node is None:
-                entry = _write_plain_array(base.id, target, cast("np.ndarray[Any, Any]", data_out))
+                entry = _hdf5.create_dataset(base.id, target, data_out)
             else:
                 _hdf5.write_node(base, target.decode(), data_out, node)
                 entry = h5o.open(base.id, target)

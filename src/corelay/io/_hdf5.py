@@ -21,6 +21,7 @@ from corelay.io.tree import Node, StringInfo
 __all__ = [
     "DTYPE_ATTR",
     "KIND_ATTR",
+    "create_dataset",
     "create_group",
     "get_str_attr",
     "has_member",
@@ -53,8 +54,6 @@ _STR_DTYPE = h5py.string_dtype()
 _STR_TYPE = h5t.py_create(_STR_DTYPE, logical=True)
 _STR_MEMORY_TYPE = h5t.py_create(_STR_DTYPE)
 _SCALAR_SPACE = h5s.create(h5s.SCALAR)
-_DATASET_CREATE = h5p.create(h5p.DATASET_CREATE)
-_DATASET_CREATE.set_obj_track_times(False)  # h5py's default: the same data gives the same bytes
 
 
 def _group_create(track_order: bool) -> h5p.PropID:
@@ -155,9 +154,12 @@ def open_path(group: h5py.Group, names: list[str]) -> h5py.Group | h5py.Dataset 
     return found
 
 
-def _create_dataset(parent: h5py.Group, name: str, value: Any) -> h5d.DatasetID:
-    # As ``parent.create_dataset(name, data=value)`` for an array or scalar of any dtype but
-    # unicode; a str must come as a 0-d array of h5py.string_dtype().
+def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID:
+    """As ``group.create_dataset(name, data=value)``, for anything but unicode.
+
+    A str must come as a 0-d array of ``h5py.string_dtype()``. A small numeric array is stored
+    compact, inside the dataset's header: one read less for each read of it.
+    """
     array = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     dtype = array.dtype
     numeric = dtype.kind in "biufc" and dtype.fields is None
@@ -166,18 +168,31 @@ def _create_dataset(parent: h5py.Group, name: str, value: Any) -> h5d.DatasetID:
         file_type = h5t.py_create(dtype, logical=True)
         if numeric:
             _FILE_TYPES[dtype] = file_type
-    dataset = h5d.create(
-        parent.id, name.encode(), file_type, h5s.create_simple(array.shape), dcpl=_DATASET_CREATE
-    )
+    compact = numeric and 0 < array.nbytes <= _COMPACT_BYTES
+    space = h5s.create_simple(array.shape)
+    dataset = h5d.create(group, name, file_type, space, dcpl=_COMPACT if compact else _CONTIGUOUS)
     if array.size:
         dataset.write(h5s.ALL, h5s.ALL, array, _memory_type(dtype) if numeric else None)
     return dataset
 
 
+# Up to this size an array is stored in its dataset's object header (HDF5's compact layout):
+# one allocation and one read instead of two. Larger ones are stored contiguously.
+_COMPACT_BYTES = 4096
+_CONTIGUOUS = h5p.create(h5p.DATASET_CREATE)
+_CONTIGUOUS.set_obj_track_times(False)  # h5py's default: the same data gives the same bytes
+_COMPACT = h5p.create(h5p.DATASET_CREATE)
+_COMPACT.set_obj_track_times(False)
+_COMPACT.set_layout(h5d.COMPACT)
+
 # Building an HDF5 type costs more than writing or reading a small dataset: one per NumPy dtype
 # (numeric dtypes only: string dtypes differ in h5py's tags, which dtype equality ignores).
 _FILE_TYPES: dict[np.dtype[Any], h5t.TypeID] = {}
 _MEMORY_TYPES: dict[np.dtype[Any], h5t.TypeID] = {}
+# And reading: h5py's conversion of a dataset's type to a dtype costs more than reading a small
+# array, so the dtypes of the numeric types read so far are looked up by type.
+_READ_TYPES: list[tuple[h5t.TypeID, np.dtype[Any]]] = []
+_MAX_READ_TYPES = 32
 
 
 def _memory_type(dtype: np.dtype[Any]) -> h5t.TypeID:
@@ -187,10 +202,23 @@ def _memory_type(dtype: np.dtype[Any]) -> h5t.TypeID:
     return memory_type
 
 
+def _numeric_dtype(dataset: h5d.DatasetID) -> np.dtype[Any] | None:
+    file_type = dataset.get_type()
+    for known_type, dtype in _READ_TYPES:
+        if file_type.equal(known_type):
+            return dtype
+    dtype = dataset.dtype
+    if dtype.kind not in "biufc" or dtype.fields is not None:
+        return None
+    if len(_READ_TYPES) < _MAX_READ_TYPES:
+        _READ_TYPES.append((file_type.copy(), dtype))
+    return dtype
+
+
 def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
     # As ``dataset[()]`` for a non-empty numeric dataset, as an array even when 0-d; else None.
-    dtype, shape = dataset.dtype, dataset.shape
-    if shape is None or dtype.kind not in "biufc" or dtype.fields is not None or 0 in shape:
+    dtype, shape = _numeric_dtype(dataset), dataset.shape
+    if dtype is None or shape is None or 0 in shape:
         return None  # h5py.Empty has no shape
     array = np.empty(shape, dtype=dtype)
     dataset.read(h5s.ALL, h5s.ALL, array, _memory_type(dtype))
@@ -237,17 +265,17 @@ def write_node(parent: h5py.Group, name: str, value: Any, node: Node) -> None:
         if value.dtype.kind == "U":
             created = _write_unicode(parent, name, value).id
         else:
-            created = _create_dataset(parent, name, value)
+            created = create_dataset(parent.id, name.encode(), value)
             if kind == "ndarray" and value.ndim and value.dtype.kind != "S":
                 return  # every reader reads this dataset as this array: no kind needed
     elif kind == "str":
-        created = _create_dataset(parent, name, np.array(value, dtype=_STR_DTYPE))
+        created = create_dataset(parent.id, name.encode(), np.array(value, dtype=_STR_DTYPE))
     elif kind == "bytes":
-        created = _create_dataset(parent, name, np.frombuffer(value, dtype=np.uint8))
+        created = create_dataset(parent.id, name.encode(), np.frombuffer(value, dtype=np.uint8))
     elif kind == "none":
         created = parent.create_dataset(name, data=h5py.Empty("u1")).id
     else:
-        created = _create_dataset(parent, name, _PYTHON_SCALAR_TYPES[kind](value))
+        created = create_dataset(parent.id, name.encode(), _PYTHON_SCALAR_TYPES[kind](value))
     _set_str_attr(created, KIND_ATTR, kind)
 
 
