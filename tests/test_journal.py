@@ -47,7 +47,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
 
 
 def _write_journal(path: Path, operations: list[journal.Operation]) -> bytes:
-    encoded = journal._encode_journal(operations)  # pyright: ignore[reportPrivateUsage]
+    encoded = journal.encode_journal(operations)
     journal_path(path).write_bytes(encoded)
     return encoded
 
@@ -66,7 +66,7 @@ def test_complete_journal_is_replayed(tmp_path: Path) -> None:
 
 def test_incomplete_journal_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
-    encoded = journal._encode_journal([(0, b"new")])  # pyright: ignore[reportPrivateUsage]
+    encoded = journal.encode_journal([(0, b"new")])
     for cut in range(len(encoded)):  # a writer killed while writing the journal
         path.write_bytes(b"old content")
         journal_path(path).write_bytes(encoded[:cut])
@@ -78,7 +78,7 @@ def test_incomplete_journal_is_discarded(tmp_path: Path) -> None:
 def test_corrupt_journal_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"old content")
-    encoded = bytearray(journal._encode_journal([(0, b"new")]))  # pyright: ignore[reportPrivateUsage]
+    encoded = bytearray(journal.encode_journal([(0, b"new")]))
     encoded[-12] ^= 1
     journal_path(path).write_bytes(bytes(encoded))
     JournaledFile(path, "r+").close()

@@ -28,7 +28,7 @@ import xxhash
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["JournaledFile", "journal_path", "open_journaled"]
+__all__ = ["JournaledFile", "Operation", "encode_journal", "journal_path", "open_journaled"]
 
 _MAGIC = b"corelay-journal-2\n"
 _HEADER = struct.Struct(f"<{len(_MAGIC)}sQ")  # magic, length of the operations
@@ -47,7 +47,8 @@ def journal_path(path: Path) -> Path:
     return path.with_name(path.name + ".journal")
 
 
-def _encode_journal(operations: list[Operation]) -> bytes:
+def encode_journal(operations: list[Operation]) -> bytes:
+    """The journal of ``operations``: a header, the operations, and their checksum."""
     body = b"".join(
         _OPERATION.pack(offset, _TRUNCATE)
         if data is None
@@ -227,7 +228,7 @@ class JournaledFile(io.RawIOBase):
         if self._pending:
             if self._journal_fd is None:
                 self._journal_fd = os.open(self._journal, os.O_RDWR | os.O_CREAT, 0o666)
-            os.pwrite(self._journal_fd, _encode_journal(self._pending), 0)
+            os.pwrite(self._journal_fd, encode_journal(self._pending), 0)
             self._apply(self._pending)
             os.pwrite(self._journal_fd, bytes(len(_MAGIC)), 0)  # the journal is spent
             self._pending.clear()
