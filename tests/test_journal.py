@@ -3,7 +3,10 @@
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -142,26 +145,23 @@ def test_a_crash_leaves_the_last_commit(
         assert file.read(len(model))[: len(model)] == bytes(model)  # reads see pending writes
 
     calls = 0
-    real_pwrite, real_ftruncate = os.pwrite, os.ftruncate
 
-    def dying(real: object) -> object:
-        def call(*args: object) -> object:
+    def dying(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls > crash_after:
                 raise SystemExit("killed")
-            return real(*args)  # type: ignore[operator]
+            return real(*args)
 
         return call
 
-    os.pwrite, os.ftruncate = dying(real_pwrite), dying(real_ftruncate)  # type: ignore[assignment]
-    try:
-        file.flush()
-        died = False
-    except SystemExit:
-        died = True
-    finally:
-        os.pwrite, os.ftruncate = real_pwrite, real_ftruncate
+    died = False
+    with mock.patch.multiple(os, pwrite=dying(os.pwrite), ftruncate=dying(os.ftruncate)):
+        try:
+            file.flush()
+        except SystemExit:
+            died = True
     os.close(file._fd)  # pyright: ignore[reportPrivateUsage]  # gone without closing
     with JournaledFile(path, "r+") as reopened:
         content = reopened.read()
