@@ -13,6 +13,9 @@ class Backend(NamedTuple):
     name: str
     suffix: str
     open: Callable[[Path, str], DataStorageBase]
+    plain_read: str
+    """A script that reads ``key`` of the file ``sys.argv[1]`` without this library, and prints
+    its item 4: what another program sees while the storage is still open."""
 
 
 def _open_hdf5(path: Path, mode: str) -> DataStorageBase:
@@ -24,6 +27,16 @@ def _open_pickle(path: Path, mode: str) -> DataStorageBase:
 
 
 BACKENDS: list[Backend] = [
-    Backend("hdf5", ".h5", _open_hdf5),
-    Backend("pickle", ".pkl", _open_pickle),
+    Backend(
+        "hdf5",
+        ".h5",
+        _open_hdf5,
+        "import h5py, sys; print(h5py.File(sys.argv[1], 'r', locking=False)['key'][4])",
+    ),
+    Backend(
+        "pickle",
+        ".pkl",
+        _open_pickle,
+        "import pickle, sys; print(pickle.load(open(sys.argv[1], 'rb'))['data'][4])",
+    ),
 ]

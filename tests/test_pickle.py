@@ -233,26 +233,6 @@ def test_write_failing_part_way_is_cut_off(tmp_path: Path, monkeypatch: pytest.M
         assert (storage["k"], storage["other"]) == ("old", 2)
 
 
-def test_returned_write_is_visible_to_another_process(tmp_path: Path) -> None:
-    path = tmp_path / "store.pkl"
-    storage = PickleStorage(path, "w")
-    storage["key"] = np.arange(5)
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import pickle, sys; print(pickle.load(open(sys.argv[1], 'rb'))['data'][4])",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    storage.close()
-    assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "4"
-
-
 def test_records_of_every_protocol_and_shape_are_indexed(tmp_path: Path) -> None:
     long_key = "k" * 70_000  # longer than the index reads: found by unpickling its record
     nested = {"key": "inner", "data": 0}
