@@ -1,5 +1,7 @@
 """Journaled HDF5 files: every flush is committed whole or not at all."""
 
+import errno
+import io
 import os
 import subprocess
 import sys
@@ -40,17 +42,22 @@ def test_missing_file_in_read_mode(tmp_path: Path) -> None:
         open_journaled(tmp_path / "missing.h5", "r")
 
 
-def test_second_writer_is_refused(tmp_path: Path) -> None:
+def test_second_writer_in_this_process_is_refused_as_such(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
     with open_journaled(path, "w"):
-        with pytest.raises(BlockingIOError, match="open for writing in another process"):
+        with pytest.raises(BlockingIOError, match="open for writing in this process"):
             JournaledFile(path, "r+")
-        with pytest.raises(BlockingIOError):
+        with pytest.raises(BlockingIOError, match="in this process"):
             JournaledFile(path, "r")
 
 
+def _bound(path: Path, operations: list[journal.Operation]) -> bytes:
+    status = path.stat()
+    return journal.encode_journal(operations, status.st_ino, status.st_size)
+
+
 def _write_journal(path: Path, operations: list[journal.Operation]) -> bytes:
-    encoded = journal.encode_journal(operations)
+    encoded = _bound(path, operations)
     journal_path(path).write_bytes(encoded)
     return encoded
 
@@ -69,7 +76,8 @@ def test_complete_journal_is_replayed(tmp_path: Path) -> None:
 
 def test_incomplete_journal_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
-    encoded = journal.encode_journal([(0, b"new")])
+    path.write_bytes(b"old content")
+    encoded = _bound(path, [(0, b"new")])
     for cut in range(len(encoded)):  # a writer killed while writing the journal
         path.write_bytes(b"old content")
         journal_path(path).write_bytes(encoded[:cut])
@@ -81,7 +89,7 @@ def test_incomplete_journal_is_discarded(tmp_path: Path) -> None:
 def test_corrupt_journal_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"old content")
-    encoded = bytearray(journal.encode_journal([(0, b"new")]))
+    encoded = bytearray(_bound(path, [(0, b"new")]))
     encoded[-12] ^= 1
     journal_path(path).write_bytes(bytes(encoded))
     JournaledFile(path, "r+").close()
@@ -117,15 +125,10 @@ def _apply_to_model(model: bytearray, operation: tuple[str, int, bytes]) -> None
         model.extend(bytes(offset - len(model)))
 
 
-@settings(max_examples=150, deadline=None)
-@given(operations=_OPERATIONS, crash_after=st.integers(0, 12))
-def test_a_crash_leaves_the_last_commit(
-    tmp_path_factory: pytest.TempPathFactory,
-    operations: list[tuple[str, int, bytes]],
-    crash_after: int,
-) -> None:
-    """Random writes; the process dies during the last flush after ``crash_after`` syscalls."""
-    path = tmp_path_factory.mktemp("crash") / "f.bin"
+def _model_file(
+    path: Path, operations: list[tuple[str, int, bytes]]
+) -> tuple[JournaledFile, bytearray, bytes]:
+    """Opens ``path`` and applies ``operations``; returns the file, the model, the last commit."""
     path.write_bytes(b"committed initial content")
     model = bytearray(path.read_bytes())
     committed = bytes(model)
@@ -143,34 +146,218 @@ def test_a_crash_leaves_the_last_commit(
             committed = bytes(model)
         file.seek(0)
         assert file.read(len(model))[: len(model)] == bytes(model)  # reads see pending writes
+    return file, model, committed
 
+
+def _failing_after(count: int, error: BaseException) -> dict[str, Callable[..., Any]]:
+    """Replacements of os.pwrite and os.ftruncate: the calls after ``count`` raise ``error``."""
     calls = 0
 
-    def dying(real: Callable[..., Any]) -> Callable[..., Any]:
+    def failing(real: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
             nonlocal calls
             calls += 1
-            if calls > crash_after:
-                raise SystemExit("killed")
+            if calls > count:
+                raise error
             return real(*args)
 
         return call
 
+    return {"pwrite": failing(os.pwrite), "ftruncate": failing(os.ftruncate)}
+
+
+def _vanish(file: JournaledFile) -> None:
+    """What a killed process leaves: descriptors closed by the system, nothing else done."""
+    os.close(file._fd)  # pyright: ignore[reportPrivateUsage]
+    if file._journal_fd is not None:  # pyright: ignore[reportPrivateUsage]
+        os.close(file._journal_fd)  # pyright: ignore[reportPrivateUsage]
+    file._lock.release()  # pyright: ignore[reportPrivateUsage]
+    file.discard()
+    io.RawIOBase.close(file)  # marked closed, so that garbage collection closes nothing
+
+
+def _assert_last_or_new(content: bytes, committed: bytes, model: bytearray) -> None:
+    if content != bytes(model):  # failed before the journal was complete
+        # The last commit, whole; past its end may lie bytes of the lost flush, which nothing
+        # committed refers to (HDF5 ignores what lies past its end-of-allocation address).
+        assert content[: len(committed)] == committed
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations=_OPERATIONS, crash_after=st.integers(0, 12))
+def test_a_crash_leaves_the_last_commit(
+    tmp_path_factory: pytest.TempPathFactory,
+    operations: list[tuple[str, int, bytes]],
+    crash_after: int,
+) -> None:
+    """Random writes; the process dies during the last flush after ``crash_after`` syscalls."""
+    path = tmp_path_factory.mktemp("crash") / "f.bin"
+    file, model, committed = _model_file(path, operations)
     died = False
-    with mock.patch.multiple(os, pwrite=dying(os.pwrite), ftruncate=dying(os.ftruncate)):
+    with mock.patch.multiple(os, **_failing_after(crash_after, SystemExit("killed"))):
         try:
             file.flush()
         except SystemExit:
             died = True
-    os.close(file._fd)  # pyright: ignore[reportPrivateUsage]  # gone without closing
+    _vanish(file)
     with JournaledFile(path, "r+") as reopened:
         content = reopened.read()
-    if died and content != bytes(model):  # killed before the journal was complete
-        # The last commit, whole; past its end may lie bytes of the lost flush, which nothing
-        # committed refers to (HDF5 ignores what lies past its end-of-allocation address).
-        assert content[: len(committed)] == committed
-    else:  # the flush returned, or its journal was complete and was replayed
+    if died:
+        _assert_last_or_new(content, committed, model)
+    else:
         assert content == bytes(model)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    operations=_OPERATIONS,
+    fail_after=st.integers(0, 12),
+    errno_code=st.sampled_from([errno.ENOSPC, errno.EDQUOT, errno.EFBIG]),
+    more=st.binary(min_size=1, max_size=30),
+)
+def test_a_full_disk_leaves_the_last_commit_and_a_usable_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    operations: list[tuple[str, int, bytes]],
+    fail_after: int,
+    errno_code: int,
+    more: bytes,
+) -> None:
+    """The disk fills up at any write of a flush: after a rollback the file holds the last
+    commit (or the new one, if its journal was complete), takes writes again, and keeps them."""
+    path = tmp_path_factory.mktemp("full") / "f.bin"
+    file, model, committed = _model_file(path, operations)
+    failed = False
+    error = OSError(errno_code, os.strerror(errno_code))
+    with mock.patch.multiple(os, **_failing_after(fail_after, error)):
+        try:
+            file.flush()
+        except OSError as raised:
+            assert raised.errno == errno_code
+            failed = True
+    if failed:
+        file.discard()
+        file.restore()
+        file.seek(0)
+        content = file.read()
+        _assert_last_or_new(content, committed, model)
+        if content != bytes(model):
+            assert content == committed  # the failed write's bytes are given back
+        model = bytearray(content)
+    file.seek(len(model))
+    file.write(more)
+    file.close()
+    assert not journal_path(path).exists()
+    assert path.read_bytes() == bytes(model) + more
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    operations=st.lists(
+        st.tuples(st.integers(0, 2**64 - 2), st.one_of(st.none(), st.binary(max_size=8))),
+        max_size=6,
+    ),
+    inode_delta=st.integers(-3, 3),
+    size=st.integers(0, 2**64 - 1),
+)
+def test_a_foreign_or_crafted_journal_is_ignored(
+    tmp_path_factory: pytest.TempPathFactory,
+    operations: list[journal.Operation],
+    inode_delta: int,
+    size: int,
+) -> None:
+    """A complete journal that is not bound to the file is never replayed, and never raises."""
+    path = tmp_path_factory.mktemp("foreign") / "f.bin"
+    path.write_bytes(b"committed content")
+    status = path.stat()
+    inode = max(status.st_ino + inode_delta, 0)
+    encoded = journal.encode_journal(operations, inode, size)
+    journal_path(path).write_bytes(encoded)
+    parsed = journal._parse_journal(encoded)  # pyright: ignore[reportPrivateUsage]
+    bound = bool(parsed) and parsed is not False and parsed.binds(status)  # type: ignore[union-attr]
+    if bound:
+        return  # a journal of this very file: replayed, as tested above
+    with pytest.warns(RuntimeWarning, match="does not belong to its file"):
+        with JournaledFile(path, "r") as reader:
+            assert reader.read() == b"committed content"
+    with pytest.warns(RuntimeWarning, match="does not belong to its file"):
+        JournaledFile(path, "r+").close()
+    assert path.read_bytes() == b"committed content"
+    assert not journal_path(path).exists()
+
+
+def test_a_journal_copied_from_another_file_is_ignored(tmp_path: Path) -> None:
+    source, target = tmp_path / "source.h5", tmp_path / "target.h5"
+    for path in (source, target):
+        with open_journaled(path, "w") as file:
+            file["x"] = np.arange(3)
+    encoded = _bound(source, [(0, b"\xff" * 64)])
+    journal_path(target).write_bytes(encoded)  # complete and valid, for the other file
+    with pytest.warns(RuntimeWarning, match="does not belong"), open_journaled(target, "a") as f:
+        np.testing.assert_array_equal(np.asarray(f["x"]), np.arange(3))
+    assert not journal_path(target).exists()
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_a_symlinked_journal_is_refused_and_its_target_untouched(
+    tmp_path: Path, dangling: bool
+) -> None:
+    path, target = tmp_path / "f.h5", tmp_path / "precious.txt"
+    with open_journaled(path, "w") as file:
+        file["x"] = 1
+    if not dangling:
+        target.write_bytes(b"precious")
+    journal_path(path).symlink_to(target)
+    for mode in ("r", "a", "w"):
+        with pytest.raises(OSError, match="not a regular journal"):
+            open_journaled(path, mode)  # type: ignore[arg-type]
+    assert journal_path(path).is_symlink()
+    assert target.exists() != dangling and (dangling or target.read_bytes() == b"precious")
+    with pytest.raises(OSError, match="not a regular journal"):
+        JournaledFile(path, "r+")
+
+
+def test_a_journal_link_planted_while_open_is_never_written_through(tmp_path: Path) -> None:
+    path, target = tmp_path / "f.bin", tmp_path / "precious.txt"
+    path.write_bytes(b"0123456789")
+    target.write_bytes(b"precious")
+    file = JournaledFile(path, "r+")
+    file.write(b"ab")
+    file.flush()  # the journal now exists, and is spent
+    journal_path(path).unlink()
+    journal_path(path).symlink_to(target)
+    file.seek(0)
+    file.write(b"cd")
+    with pytest.raises(OSError, match="appeared while the file was open"):
+        file.flush()
+    file.discard()
+    with pytest.raises(OSError, match="not a regular journal"):  # the link stays refused
+        file.restore()
+    file.close()  # and stays in place
+    assert target.read_bytes() == b"precious"
+    assert journal_path(path).is_symlink()
+    assert path.read_bytes() == b"ab23456789"
+
+
+@settings(max_examples=30, deadline=None)
+@given(operations=_OPERATIONS, kind=st.sampled_from(["symlink", "fifo", "directory"]))
+def test_a_journal_that_is_not_a_regular_file_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, int, bytes]], kind: str
+) -> None:
+    directory = tmp_path_factory.mktemp("odd")
+    path = directory / "f.bin"
+    file, model, _ = _model_file(path, operations)
+    file.close()
+    slot = journal_path(path)
+    if kind == "symlink":
+        slot.symlink_to(path)  # would replay onto the file itself
+    elif kind == "fifo":
+        os.mkfifo(slot)
+    else:
+        slot.mkdir()
+    for mode in ("r", "r+", "w"):
+        with pytest.raises(OSError, match="not a regular journal"):
+            JournaledFile(path, mode)  # type: ignore[arg-type]
+    assert path.read_bytes() == bytes(model)
 
 
 def test_files_left_open_are_closed_at_exit(tmp_path: Path) -> None:
@@ -192,7 +379,7 @@ def test_reader_locks_out_writers_until_closed(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
     open_journaled(path, "w").close()
     reader = open_journaled(path, "r")
-    with pytest.raises(BlockingIOError, match="another process"):
+    with pytest.raises(BlockingIOError, match="open for reading in this process"):
         JournaledFile(path, "r+")
     with open_journaled(path, "r"):  # readers share
         pass

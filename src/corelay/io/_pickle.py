@@ -39,6 +39,7 @@ from typing import IO, Any, Final, cast
 
 import numpy as np
 
+from corelay.io import _lock
 from corelay.io.tree import DictNode, Node, SequenceNode, validate
 
 __all__ = [
@@ -577,8 +578,7 @@ class RecordFile:
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
-        file_mode = {"r": "rb", "w": "w+b", "a": "a+b"}[mode]
-        self.file: IO[bytes] = open(path, file_mode)  # noqa: SIM115 - closed by the storage
+        self.file: IO[bytes] = _lock.open_locked(path, mode)
         self.index: dict[str, int] = {}
         if mode == "w":
             return
