@@ -7,7 +7,12 @@ dimensions needs no attribute, as a plain dataset reads back as exactly that arr
 out saves a third of the cost of writing a small array.
 """
 
+import signal
+import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import h5py
@@ -25,6 +30,7 @@ __all__ = [
     "create_group",
     "get_str_attr",
     "has_member",
+    "interrupts_deferred",
     "open_child",
     "open_path",
     "read_array",
@@ -338,3 +344,32 @@ def _read_foreign_dataset(dataset: h5py.Dataset) -> Any:
         value = dataset.asstr()[()]
         return value if isinstance(value, str) else np.asarray(value.tolist(), dtype=str)
     return dataset[()]
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Holds back Ctrl-C (``SIGINT``) until the block ends, then raises it.
+
+    A :class:`KeyboardInterrupt` raised inside one of HDF5's callbacks (the journaled file's
+    writes) leaves HDF5's cache inconsistent for good. Outside the main thread, or when
+    ``SIGINT`` is not handled by Python's default handler, nothing is deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+
+    def hold(number: int, frame: FrameType | None) -> None:
+        received.append(number)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt

@@ -17,6 +17,7 @@ import json
 import math
 import pickle
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, cast
@@ -289,7 +290,10 @@ def describe_file(
     file_path = Path(path)
     if key is not None:
         split_key(key)
-    size = file_path.stat().st_size
+    status = file_path.stat()
+    if not stat.S_ISREG(status.st_mode):  # a FIFO would hang the first read
+        raise NotAStorageFileError(f"{str(path)!r} is not a regular file")
+    size = status.st_size
     file_format = _detect_format(file_path, size)
     report: Progress = progress if progress is not None else _no_progress
     if file_format == "hdf5":

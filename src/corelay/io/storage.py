@@ -19,7 +19,7 @@ from corelay.io import _hdf5, _pickle
 from corelay.io._hashed import HashedHDF5
 from corelay.io._keys import TEMP_PREFIX, split_key
 from corelay.io.errors import NoDataSource, NoDataTarget
-from corelay.io.journal import open_journaled
+from corelay.io.journal import open_journaled, roll_back
 from corelay.io.tree import (
     Node,
     RecursiveHashTuple,
@@ -396,11 +396,23 @@ class HDF5Storage(_FileStorage):
             raise NoDataSource(f"incomplete entry at key {key!r}: {error}") from error
 
     def _write_key(self, key: str, names: list[str], tree: TreeInput, node: Node) -> None:
+        with _hdf5.interrupts_deferred():
+            try:
+                self._swap_in(names, tree, node, key)
+                self.io.flush()
+            except BaseException:
+                # Until the flush, nothing reached the file's committed state (see
+                # corelay.io.journal): dropping HDF5's cache returns to the last returned write,
+                # whatever step failed (a full disk, an exception, an interrupt).
+                roll_back(self.io)
+                raise
+
+    def _swap_in(self, names: list[str], tree: TreeInput, node: Node, key: str) -> None:
         *group_names, name = names
         parent = self._parent_group(self.io, group_names, key)
-        # Until the flush, nothing reaches the file's committed state (see corelay.io.journal):
-        # a killed writer leaves the last committed state. A value being replaced must also
-        # survive an exception in the middle of the write, so the new one is written beside it.
+        # A value being replaced is written beside the old one, then swapped into place: a file
+        # opened natively (not journaled, so not rolled back) keeps the old value if the write
+        # fails.
         replacing = _hdf5.has_member(parent, name)
         target = TEMP_PREFIX + name if replacing else name
         if replacing and _hdf5.has_member(parent, target):
@@ -408,13 +420,15 @@ class HDF5Storage(_FileStorage):
         try:
             _hdf5.write_node(parent, target, tree, node)
         except BaseException:
-            if _hdf5.has_member(parent, target):
-                del parent[target]
+            try:
+                if _hdf5.has_member(parent, target):
+                    del parent[target]
+            except Exception:  # noqa: S110 - the write's own error is the one to report
+                pass
             raise
         if replacing:
             del parent[name]
             parent.move(target, name)
-        self.io.flush()
 
     @staticmethod
     def _parent_group(file: h5py.File, names: list[str], key: str) -> h5py.Group:
