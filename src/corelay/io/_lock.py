@@ -172,12 +172,13 @@ def _who(status: os.stat_result) -> str:
 
 
 def _lock_os(fd: int, style: Style, kind: LockKind) -> None:
-    if style == "hdf5" or kind != "read":
-        operation = fcntl.LOCK_SH if kind == "read" else fcntl.LOCK_EX
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    # The byte lock first: if it fails, no lock of ours is listed beside the holder's.
     if style == "pickle" and kind != "write":
         lock_type = fcntl.F_RDLCK if kind == "read" else fcntl.F_WRLCK
         fcntl.fcntl(fd, _F_OFD_SETLK, _FLOCK.pack(lock_type, os.SEEK_SET, 0, 1, 0))
+    if style == "hdf5" or kind != "read":
+        operation = fcntl.LOCK_SH if kind == "read" else fcntl.LOCK_EX
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
 
 
 def acquire(fd: int, path: Path | str, kind: LockKind, style: Style, owner: str) -> FileLock:
