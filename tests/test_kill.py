@@ -1,7 +1,8 @@
 """A writer killed with SIGKILL at any moment leaves a readable file with every returned write.
 
 Run for every backend. ``CORELAY_KILL_TRIALS`` sets how many random kill moments
-``test_random_kill_moments`` tries (``CORELAY_KILL_SEED`` seeds them).
+``test_random_kill_moments`` tries, and ``CORELAY_FIRST_WRITE_TRIALS`` how many kills
+``test_kill_while_creating_a_new_file`` tries (``CORELAY_KILL_SEED`` seeds them).
 """
 
 import os
@@ -28,6 +29,7 @@ from tests.backends import BACKENDS
 from tests.test_kill import tree
 
 backend = {backend.name: backend for backend in BACKENDS}[sys.argv[2]]
+print(-1, flush=True)  # about to open (and, for a new path, create) the file
 with backend.open(sys.argv[1], "a") as storage:
     for index in range(100_000):
         storage[f"entry-{index}"] = tree(index)
@@ -61,7 +63,7 @@ def _kill_writer(backend: Backend, path: Path, wait_for: int, delay: float) -> i
         env=env,
     )
     assert writer.stdout is not None
-    returned = -1
+    returned = int(writer.stdout.readline())  # -1: the writer is about to open the file
     while returned + 1 < wait_for:
         line = writer.stdout.readline()
         assert line, "the writer stopped before it was killed"
@@ -120,3 +122,16 @@ def test_random_kill_moments(backend: Backend, tmp_path: Path) -> None:
     for trial in range(int(os.environ.get("CORELAY_KILL_TRIALS", "4"))):
         path = tmp_path / f"{trial}{backend.suffix}"
         _check_after_kill(backend, path, rng.randint(0, 40), rng.uniform(0, 0.03))
+
+
+def test_kill_while_creating_a_new_file(backend: Backend, tmp_path: Path) -> None:
+    """Kills while the file is created and first written: the path then opens with ``'a'``
+    (and ``'r'`` if it exists), holding every returned write."""
+    rng = random.Random(int(os.environ.get("CORELAY_KILL_SEED", "0")))
+    for trial in range(int(os.environ.get("CORELAY_FIRST_WRITE_TRIALS", "10"))):
+        path = tmp_path / f"new-{trial}{backend.suffix}"
+        _check_after_kill(backend, path, 0, rng.uniform(0, 0.04))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with backend.open(path, "a") as storage:
+                storage["again"] = 1
