@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,16 +42,20 @@ def _run(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 # ---------------------------------------------------------------- an exception at each step
 
-_OLD = {"values": np.arange(50_000.0), "label": "old", "parts": (np.ones(3), [1, 2])}
-_NEW = {"values": -np.arange(80_000.0), "label": "new", "more": {"a": np.zeros(7)}}
+_OLD: dict[str, Any] = {
+    "values": np.arange(50_000.0),
+    "label": "old",
+    "parts": (np.ones(3), [1, 2]),
+}
+_NEW: dict[str, Any] = {"values": -np.arange(80_000.0), "label": "new", "more": {"a": np.zeros(7)}}
 
 
-class _Injected(Exception):
+class _InjectedError(Exception):
     """The fault injected into a step of a write."""
 
 
 @contextmanager
-def _fault_at(step: int | None, error: BaseException) -> Iterator[list[int]]:
+def _fault_at(step: int | None, error: BaseException) -> Generator[list[int]]:
     """Makes the ``step``-th call to any step of a write raise ``error`` (``None``: counts)."""
     calls = [0]
     targets: list[tuple[Any, str]] = [
@@ -95,12 +99,12 @@ def _which(value: Any) -> Any:
 def _count_steps(tmp_path: Path) -> int:
     with HDF5Storage(tmp_path / "count.h5", "w") as storage:
         storage["key"] = _OLD
-        with _fault_at(None, _Injected()) as calls:
+        with _fault_at(None, _InjectedError()) as calls:
             storage["key"] = _NEW
     return calls[0]
 
 
-@pytest.mark.parametrize("error", [_Injected("step failed"), KeyboardInterrupt()])
+@pytest.mark.parametrize("error", [_InjectedError("step failed"), KeyboardInterrupt()])
 def test_an_exception_at_any_step_of_a_replacement(tmp_path: Path, error: BaseException) -> None:
     steps = _count_steps(tmp_path)
     assert steps > 20
@@ -135,7 +139,7 @@ def test_a_failed_first_write_of_a_key_leaves_no_key(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
     with HDF5Storage(path, "w") as storage:
         storage["kept"] = 1
-        with _fault_at(3, _Injected()), pytest.raises(_Injected):
+        with _fault_at(3, _InjectedError()), pytest.raises(_InjectedError):
             storage["new/nested"] = _NEW
         assert "new" not in storage and list(storage.keys()) == ["kept"]
         storage["new/nested"] = _NEW
@@ -284,7 +288,7 @@ storage.close()
 
 
 @contextmanager
-def _held_elsewhere(backend: Backend, path: Path, mode: str) -> Iterator[int]:
+def _held_elsewhere(backend: Backend, path: Path, mode: str) -> Generator[int]:
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(path), backend.name, mode],
         stdin=subprocess.PIPE,
@@ -335,9 +339,13 @@ def test_one_writer_at_a_time(backend: Backend, store_path: Path) -> None:
         storage["key"] = 1
         with pytest.raises(BlockingIOError, match="open for writing in this process"):
             backend.open(store_path, "a")
-    with _held_elsewhere(backend, store_path, "a") as pid:
-        with pytest.raises(BlockingIOError, match=f"open for writing in another process \\(pid {pid}\\)"):
-            backend.open(store_path, "a")
+    with (
+        _held_elsewhere(backend, store_path, "a") as pid,
+        pytest.raises(
+            BlockingIOError, match=f"open for writing in another process \\(pid {pid}\\)"
+        ),
+    ):
+        backend.open(store_path, "a")
     with backend.open(store_path, "a") as storage:  # released when the holder closed
         assert storage["key"] == 1
 
@@ -438,9 +446,8 @@ def test_h5py_and_storage_side_by_side_see_each_other(tmp_path: Path) -> None:
 def test_h5py_read_only_in_this_process_refuses_a_writer(tmp_path: Path) -> None:
     path = tmp_path / "f.h5"
     HDF5Storage(path, "w").close()
-    with h5py.File(path, "r"):
-        with pytest.raises(BlockingIOError, match=r"open for reading in this process"):
-            HDF5Storage(path, "a")
+    with h5py.File(path, "r"), pytest.raises(BlockingIOError, match=r"reading in this process"):
+        HDF5Storage(path, "a")
 
 
 def test_storage_first_then_h5py_is_refused_by_hdf5(tmp_path: Path) -> None:

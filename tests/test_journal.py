@@ -149,7 +149,7 @@ def _model_file(
     return file, model, committed
 
 
-def _failing_after(count: int, error: BaseException) -> dict[str, Callable[..., Any]]:
+def _failing_after(count: int, error: BaseException) -> dict[str, Any]:
     """Replacements of os.pwrite and os.ftruncate: the calls after ``count`` raise ``error``."""
     calls = 0
 
@@ -276,9 +276,9 @@ def test_a_foreign_or_crafted_journal_is_ignored(
     bound = bool(parsed) and parsed is not False and parsed.binds(status)  # type: ignore[union-attr]
     if bound:
         return  # a journal of this very file: replayed, as tested above
-    with pytest.warns(RuntimeWarning, match="does not belong to its file"):
-        with JournaledFile(path, "r") as reader:
-            assert reader.read() == b"committed content"
+    warns = pytest.warns(RuntimeWarning, match="does not belong to its file")
+    with warns, JournaledFile(path, "r") as reader:
+        assert reader.read() == b"committed content"
     with pytest.warns(RuntimeWarning, match="does not belong to its file"):
         JournaledFile(path, "r+").close()
     assert path.read_bytes() == b"committed content"
@@ -309,7 +309,7 @@ def test_a_symlinked_journal_is_refused_and_its_target_untouched(
     journal_path(path).symlink_to(target)
     for mode in ("r", "a", "w"):
         with pytest.raises(OSError, match="not a regular journal"):
-            open_journaled(path, mode)  # type: ignore[arg-type]
+            open_journaled(path, mode)
     assert journal_path(path).is_symlink()
     assert target.exists() != dangling and (dangling or target.read_bytes() == b"precious")
     with pytest.raises(OSError, match="not a regular journal"):
@@ -356,7 +356,7 @@ def test_a_journal_that_is_not_a_regular_file_is_refused(
         slot.mkdir()
     for mode in ("r", "r+", "w"):
         with pytest.raises(OSError, match="not a regular journal"):
-            JournaledFile(path, mode)  # type: ignore[arg-type]
+            JournaledFile(path, mode)
     assert path.read_bytes() == bytes(model)
 
 

@@ -10,7 +10,7 @@ out saves a third of the cost of writing a small array.
 import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -347,7 +347,7 @@ def _read_foreign_dataset(dataset: h5py.Dataset) -> Any:
 
 
 @contextmanager
-def interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred() -> Generator[None]:
     """Holds back Ctrl-C (``SIGINT``) until the block ends, then raises it.
 
     A :class:`KeyboardInterrupt` raised inside one of HDF5's callbacks (the journaled file's

@@ -27,9 +27,18 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal, cast
 
-__all__ = ["FileLock", "LockKind", "LockedFileIO", "acquire", "check_regular", "held_here", "open_locked", "open_regular"]
+__all__ = [
+    "FileLock",
+    "LockKind",
+    "LockedFileIO",
+    "acquire",
+    "check_regular",
+    "held_here",
+    "open_locked",
+    "open_regular",
+]
 
 #: ``'read'`` reads; ``'write'`` writes; ``'replace'`` empties the file (no reader may stay).
 LockKind = Literal["read", "write", "replace"]
@@ -79,11 +88,15 @@ def open_regular(path: Path | str, flags: int, *, follow: bool = True, what: str
     return fd
 
 
+def _no_kinds() -> dict[int, tuple[LockKind, str]]:
+    return {}
+
+
 @dataclass
 class _Held:
     """The locks this process holds on one file."""
 
-    kinds: dict[int, tuple[LockKind, str]] = field(default_factory=dict)  # token -> (kind, owner)
+    kinds: dict[int, tuple[LockKind, str]] = field(default_factory=_no_kinds)  # token: kind, owner
 
 
 _registry: dict[tuple[int, int], _Held] = {}
@@ -239,7 +252,7 @@ class LockedFileIO(io.FileIO):
             self.lock.release()
 
 
-def open_locked(path: Path, mode: Literal["r", "w", "a"]) -> "io.BufferedIOBase":
+def open_locked(path: Path, mode: str) -> IO[bytes]:
     """Opens a pickle record file and locks it, before anything on disk changes.
 
     Mode ``'r'`` reads (beside one appending writer); ``'a'`` appends, creating the file, as
@@ -250,7 +263,11 @@ def open_locked(path: Path, mode: Literal["r", "w", "a"]) -> "io.BufferedIOBase"
         BlockingIOError: The file is held in a conflicting mode (see :func:`acquire`).
         OSError: The file is not a regular file.
     """
-    flags = {"r": os.O_RDONLY, "w": os.O_RDWR | os.O_CREAT, "a": os.O_RDWR | os.O_CREAT | os.O_APPEND}
+    flags = {
+        "r": os.O_RDONLY,
+        "w": os.O_RDWR | os.O_CREAT,
+        "a": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+    }
     fd = open_regular(path, flags[mode])
     try:
         kind: LockKind = "read" if mode == "r" else "write" if mode == "a" else "replace"
@@ -267,5 +284,5 @@ def open_locked(path: Path, mode: Literal["r", "w", "a"]) -> "io.BufferedIOBase"
         lock.release()
         raise
     if mode == "r":
-        return io.BufferedReader(raw)
-    return io.BufferedRandom(raw)
+        return cast("IO[bytes]", io.BufferedReader(raw))
+    return cast("IO[bytes]", io.BufferedRandom(raw))

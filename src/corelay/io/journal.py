@@ -15,6 +15,7 @@ holds the state of the last finished flush. This protects against the process be
 against the machine losing power (no ``fsync``, which would cost milliseconds per write).
 """
 
+import contextlib
 import errno
 import io
 import os
@@ -108,9 +109,13 @@ class _Journal:
         return found
 
 
-def _parse_journal(data: bytes) -> "_Journal | None | Literal[False]":
-    """The complete journal in ``data``; ``None`` if it is incomplete or spent (as a killed
-    writer leaves it); ``False`` if it is complete but malformed (crafted)."""
+def _parse_journal(data: bytes) -> "_Journal | Literal[False] | None":
+    """The complete journal in ``data``.
+
+    Returns:
+        ``None`` if it is incomplete or spent (as a killed writer leaves it); ``False`` if it
+        is complete but malformed (crafted).
+    """
     if len(data) < _HEADER.size:
         return None
     magic, inode, size, length = _HEADER.unpack_from(data)
@@ -520,8 +525,11 @@ _OWNER = "an HDF5Storage or open_journaled"
 
 
 def _create(path: Path, old: os.stat_result | None) -> h5py.File | None:
-    """Builds an empty HDF5 file beside ``path`` and moves it there, replacing the file of
-    ``old`` (locked by the caller), or only if nothing is there. ``None``: something appeared."""
+    """Builds an empty HDF5 file beside ``path`` and moves it there.
+
+    It replaces the file of ``old`` (locked by the caller), or, without ``old``, goes there only
+    if nothing is there; ``None`` if something appeared meanwhile.
+    """
     _check_journal_slot(journal_path(path))
     temporary = path.with_name(f".{path.name}.corelay-new-{secrets.token_hex(6)}")
     fd = open_regular(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, follow=False)
@@ -658,10 +666,8 @@ class _ClosingFile(h5py.File):
         if not isinstance(raw, JournaledFile) or not raw.writable():
             return False
         raw.discard()
-        try:
+        with contextlib.suppress(Exception):  # whatever HDF5 says, its writes are discarded
             h5py.File.close(self)
-        except Exception:  # noqa: S110 - whatever HDF5 says, its writes are discarded
-            pass
         raw.restore()
         _configure(self, raw, "r+")
         return True

@@ -423,7 +423,7 @@ class HDF5Storage(_FileStorage):
             try:
                 if _hdf5.has_member(parent, target):
                     del parent[target]
-            except Exception:  # noqa: S110 - the write's own error is the one to report
+            except Exception:
                 pass
             raise
         if replacing:
