@@ -291,7 +291,7 @@ def describe_file(
     if key is not None:
         split_key(key)
     status = file_path.stat()
-    if not stat.S_ISREG(status.st_mode):  # a FIFO would hang the first read
+    if not stat.S_ISREG(status.st_mode) and not stat.S_ISDIR(status.st_mode):  # a FIFO hangs
         raise NotAStorageFileError(f"{str(path)!r} is not a regular file")
     size = status.st_size
     file_format = _detect_format(file_path, size)
