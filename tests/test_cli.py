@@ -1,10 +1,13 @@
 """The corelay-io command: inspect, validate, schema and demo, and its handling of bad input."""
 
+import contextlib
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -411,38 +414,106 @@ def test_no_progress_for_quick_operations(
 # ---------------------------------------------------------------------------------- demo
 
 
+STEPS = ["make_samples", "attribute", "spectral_embedding", "cluster"]
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache file of one run of the demo (copy it to change it)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.h5"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["demo", "--path", str(path)]) == 0
+    return path
+
+
+def _run_section(out: str, number: int) -> str:
+    start = out.index(f"run {number} (")
+    return out[start : out.index("clusters:" if number == 2 else "run 2 (", start)]
+
+
+def _statuses(section: str) -> dict[str, str]:
+    words = (line.split() for line in section.splitlines()[1:])
+    return {line[0]: line[1] for line in words if line and line[0] in STEPS}
+
+
 def test_demo_computes_then_hits_the_cache(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = tmp_path / "demo.h5"
     status, out, err = run(capsys, "demo", "--path", path)
     assert (status, err) == (0, "")
-    run_1 = out[out.index("run 1") : out.index("run 2")]
-    run_2 = out[out.index("run 2") : out.index("clusters:")]
-    steps = ["make_samples", "attribute", "spectral_embedding", "cluster"]
-    for step in steps:
-        assert f"{step} " in run_1 and f"{step} " in run_2
-    assert run_1.count(" computed ") == 4 and " cached " not in run_1
-    assert run_2.count(" cached ") == 4 and " computed " not in run_2
+    run_1, run_2 = _run_section(out, 1), _run_section(out, 2)
+    assert run_1.startswith("run 1 (empty cache)")
+    assert _statuses(run_1) == dict.fromkeys(STEPS, "computed")
+    assert _statuses(run_2) == dict.fromkeys(STEPS, "cached")
+    assert "read from the cache: no step" in run_1
+    assert f"read from the cache: {', '.join(STEPS)}" in run_2
     assert "run 2 returned the same clusters" in out
+    assert "a new file, kept: the next run with this --path reuses the cache" in " ".join(
+        out.split()
+    )
     assert f"$ corelay-io inspect {path}" in out
     assert out.count("HashedHDF5 cache, 1 entry") == 4
     described = describe_file(path)
-    assert sorted(entry.name for entry in described.entries) == sorted(steps)
+    assert sorted(entry.name for entry in described.entries) == sorted(STEPS)
     assert main(["validate", str(path)]) == 0
 
 
-def test_demo_defaults_to_a_file_in_the_current_directory(
+def test_demo_run_again_on_its_file_reuses_the_cache(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo_cache: Path
+) -> None:
+    path = Path(shutil.copy(demo_cache, tmp_path / "demo.h5"))
+    status, out, err = run(capsys, "demo", "--path", path)
+    assert (status, err) == (0, "")
+    assert "the cache file of an earlier demo: its cached steps are reused" in " ".join(out.split())
+    run_1 = _run_section(out, 1)
+    assert run_1.startswith("run 1 (the cache of an earlier demo, reused)")
+    assert _statuses(run_1) == dict.fromkeys(STEPS, "cached")
+    assert f"read from the cache: {', '.join(STEPS)}" in run_1
+    assert "run 2 returned the same clusters" in out
+    # Reused, not rewritten: still one entry per step.
+    assert out.count("HashedHDF5 cache, 1 entry") == 4
+
+
+def test_demo_reuses_a_partial_cache(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo_cache: Path
+) -> None:
+    path = Path(shutil.copy(demo_cache, tmp_path / "demo.h5"))
+    with h5py.File(path, "a") as file:
+        del file["spectral_embedding"], file["cluster"]
+    status, out, _ = run(capsys, "demo", "--path", path)
+    assert status == 0
+    run_1 = _run_section(out, 1)
+    assert _statuses(run_1) == {
+        "make_samples": "cached",
+        "attribute": "cached",
+        "spectral_embedding": "computed",
+        "cluster": "computed",
+    }
+    assert "read from the cache: make_samples, attribute\n" in run_1
+
+
+def test_demo_defaults_to_a_temporary_directory_it_removes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    status, out, _ = run(capsys, "demo")
-    assert status == 0
-    assert "corelay-demo.h5 (in the current directory" in " ".join(out.split())
-    assert (tmp_path / "corelay-demo.h5").is_file()
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    temporary.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    status, out, err = run(capsys, "demo")
+    assert (status, err) == (0, "")
+    assert "in a temporary directory, removed at the end" in " ".join(out.split())
+    [inspected] = [line for line in out.splitlines() if line.startswith("$ corelay-io inspect ")]
+    used = Path(inspected.removeprefix("$ corelay-io inspect "))
+    assert used.name == "corelay-demo.h5"
+    assert used.parent.parent == temporary
+    assert _statuses(_run_section(out, 1)) == dict.fromkeys(STEPS, "computed")
+    assert list(work.iterdir()) == []
+    assert list(temporary.iterdir()) == []
 
 
-def test_demo_does_not_replace_other_files(
+def test_demo_does_not_touch_other_files(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, ours: Path
 ) -> None:
     notes = tmp_path / "notes.txt"
@@ -451,7 +522,7 @@ def test_demo_does_not_replace_other_files(
         before = path.read_bytes()
         status, out, err = run(capsys, "demo", "--path", path)
         assert (status, out) == (2, "")
-        assert "is not a cache file of the demo; not replacing it" in err
+        assert "is not a cache file of the demo; not touching it" in err
         assert path.read_bytes() == before
 
 

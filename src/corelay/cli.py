@@ -4,6 +4,7 @@ import argparse
 import os
 import pickle
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -28,14 +29,16 @@ from corelay.io.schemas import write_schemas
 __all__ = ["format_description", "main"]
 
 PROG = "corelay-io"
-#: Where ``corelay-io demo`` writes its cache file unless given ``--path``.
-DEMO_PATH = Path("corelay-demo.h5")
+#: The name of the cache file ``corelay-io demo`` writes in a temporary directory, unless given
+#: ``--path``.
+DEMO_FILE_NAME = "corelay-demo.h5"
 #: Seconds an operation runs before it shows progress on a terminal.
 PROGRESS_DELAY = 0.5
 _PROGRESS_INTERVAL = 0.1
 _NAME_WIDTH = 36
 _HASH_DIGITS = 12
 _FOREIGN = "*"
+_DEMO_WIDTH = 88
 
 
 class TerminalProgress:
@@ -258,17 +261,31 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from corelay._demo import check_replaceable, run_demo  # only the demo needs them
+    if args.path is not None:
+        return _run_demo(args.path, temporary=False)
+    # Nothing is left behind: the file lives as long as the command.
+    with tempfile.TemporaryDirectory(prefix="corelay-demo-") as directory:
+        return _run_demo(Path(directory) / DEMO_FILE_NAME, temporary=True)
 
-    path: Path = args.path if args.path is not None else DEMO_PATH
-    check_replaceable(path)
-    where = "given with --path" if args.path is not None else "in the current directory"
+
+def _run_demo(path: Path, temporary: bool) -> int:
+    from corelay._demo import check_cache_file, run_demo  # only the demo needs them
+
+    if temporary:
+        where = (
+            "in a temporary directory, removed at the end; with --path FILE the cache is kept, "
+            "and the next run on FILE reuses it"
+        )
+    elif check_cache_file(path):
+        where = "the cache file of an earlier demo: its cached steps are reused, not recomputed"
+    else:
+        where = "a new file, kept: the next run with this --path reuses the cache"
     intro = (
         f"{PROG} demo: a four-step NumPy pipeline (synthetic images -> attribution maps -> "
         "spectral embedding -> k-means clusters), each step cached with memoize and HashedHDF5 "
-        f"in {path} ({where}; replaced on every run of the demo)."
+        f"in {path} ({where})."
     )
-    print(textwrap.fill(intro, width=96, break_on_hyphens=False))
+    print(textwrap.fill(intro, width=_DEMO_WIDTH, break_on_hyphens=False))
     print()
     run_demo(path, sys.stdout)
     print()
@@ -324,10 +341,14 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a small cached pipeline twice and inspect its cache file",
         description="Run a four-step NumPy pipeline twice, caching each step in an HDF5 file: "
-        "the first run computes, the second finds every step in the cache. Then inspect the file.",
+        "the first run computes (or, on the cache file of an earlier demo, reads the cached "
+        "steps), the second finds every step in the cache. Then inspect the file.",
     )
     demo.add_argument(
-        "--path", type=Path, help=f"the cache file (default: {DEMO_PATH} in the current directory)"
+        "--path",
+        type=Path,
+        help="the cache file, kept and reused by later runs (default: a file in a temporary "
+        "directory, removed at the end)",
     )
     demo.set_defaults(handler=_demo)
     return parser
