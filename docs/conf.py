@@ -46,6 +46,7 @@ html_sidebars: dict[str, list[str]] = {"**": []}
 maximum_signature_line_length = 88
 toc_object_entries_show_parents = "hide"
 
+_FILE_BASES = ("IOBase", "_IOBase", "RawIOBase", "_RawIOBase")
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {
@@ -55,8 +56,7 @@ autodoc_default_options = {
     # exceptions and files that every such class has. (Autodoc skips a member inherited from a
     # class named here only if that class defines it: the classes that define them are named.)
     "inherited-members": ",".join(
-        ["BaseModel", "RootModel", "BaseException", "tuple", "object"]
-        + ["IOBase", "_IOBase", "RawIOBase", "_RawIOBase"]
+        [*("BaseModel", "RootModel", "BaseException", "tuple", "object"), *_FILE_BASES]
     ),
     "show-inheritance": True,
     "exclude-members": "model_config",
@@ -124,9 +124,7 @@ def _process_signature(
     return _short_unions(_typed_aliases(obj, signature)), _short_unions(return_annotation)
 
 
-def _public_bases(
-    app: Sphinx, name: str, obj: object, options: object, bases: list[type]
-) -> None:
+def _public_bases(app: Sphinx, name: str, obj: object, options: object, bases: list[type]) -> None:
     # A private base class is an implementation detail: show the public classes it stands on.
     index = 0
     while index < len(bases):

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 import corelay.cli
 from corelay.cli import main
 from corelay.io.describe import (
+    VALUE_BYTES,
     ContainerDescription,
     FileDescription,
     HashedGroupDescription,
@@ -166,8 +167,10 @@ def test_inspect_hashed_group_one_line_per_entry(
     cache_line = next(index for index, line in enumerate(lines) if "cache/" in line)
     assert "HashedHDF5 cache, 2 entries" in lines[cache_line]
     entries = lines[cache_line + 1 : cache_line + 3]
-    assert any("ndarray <f8  (5,)" in line and "'step': 'embed'" in line for line in entries)
-    assert any("tuple (2 items)" in line and "meta None" in line for line in entries)
+    assert any(
+        "ndarray <f8  (5,)" in line and 'meta {"step": "embed", "k": 4}' in line for line in entries
+    )
+    assert any("tuple (2 items)" in line and "meta null" in line for line in entries)
     assert all(" in " in line and " out " in line for line in entries)
     assert ".corelay-meta" not in out
 
@@ -184,12 +187,15 @@ def test_inspect_json_hashed_entries(capsys: pytest.CaptureFixture[str], hashed:
     by_name = {entry.name: entry for entry in cache.entries}
     entry = by_name[expected]
     assert entry.complete and entry.layout == "corelay"
-    assert entry.input_hash is not None and len(entry.input_hash) == 32
-    assert entry.meta == "{'step': 'embed', 'k': 4}"
+    assert isinstance(entry.input_hash, str) and len(entry.input_hash) == 32
+    assert entry.meta == {"step": "embed", "k": 4}
     assert isinstance(entry.data, LeafDescription) and entry.data.shape == (5,)
 
 
-@pytest.mark.parametrize("name", ["hdf5storage.h5", "hashedhdf5.h5", "picklestorage.pkl"])
+_FIXTURES = ["hdf5storage.h5", "hashedhdf5.h5", "picklestorage.pkl"]
+
+
+@pytest.mark.parametrize("name", _FIXTURES)
 def test_inspect_reads_corelay_1_0_0_files(capsys: pytest.CaptureFixture[str], name: str) -> None:
     status, out, err = run(capsys, "inspect", FIXTURES / name)
     assert (status, err) == (0, "")
@@ -214,7 +220,7 @@ def test_inspect_upstream_hashed_entries(capsys: pytest.CaptureFixture[str]) -> 
     entries = {entry["name"]: entry for entry in group["entries"]}
     entry = entries["6abad01d8a58734a8d2ff6fc36d48772"]
     assert entry["layout"] == "corelay-1.0.0"
-    assert entry["meta"] == '{"processor": "Example", "step": 1}'
+    assert entry["meta"] == {"processor": "Example", "step": 1}
     assert entry["input_hash"] == "f81df56463b4b8973407d7ec16fcfe52"
 
 
@@ -241,6 +247,172 @@ def test_inspect_does_not_read_datasets(capsys: pytest.CaptureFixture[str], tmp_
     status, out, _ = run(capsys, "inspect", path)
     assert status == 0 and "7.3 TiB" in out
     assert run(capsys, "validate", path)[0] == 0
+
+
+def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if node["node"] == "leaf":
+        yield node
+    for child in node.get("children", []):
+        yield from _leaves(child)
+    for entry in node.get("entries", []):
+        if entry.get("data") is not None:
+            yield from _leaves(entry["data"])
+
+
+def _json_only(value: object) -> None:
+    """Fails unless ``value`` is made of JSON types only, with no Python repr in a string."""
+    if isinstance(value, dict):
+        for key, item in cast("dict[object, object]", value).items():
+            assert isinstance(key, str)
+            _json_only(item)
+    elif isinstance(value, list):
+        for item in cast("list[object]", value):
+            _json_only(item)
+    else:
+        assert value is None or isinstance(value, bool | int | float | str), value
+        if isinstance(value, str):
+            assert not value.startswith(("{'", "('", "array(", "OrderedDict")), value
+
+
+@pytest.fixture
+def values(tmp_path: Path) -> Path:
+    path = tmp_path / "values.h5"
+    with HDF5Storage(path, "w") as storage:
+        storage["run"] = {
+            "seed": 7,
+            "rate": 0.25,
+            "ok": True,
+            "z": 1 - 2j,
+            "bad": float("nan"),
+            "name": "résumé",
+            "raw": b"ab\x00",
+            "nothing": None,
+            "scale": np.float32(1.5),
+            "long": "x" * (VALUE_BYTES + 1),
+            "maps": np.zeros((2, 2)),
+        }
+    with h5py.File(path, "a") as file:
+        file["run"].attrs["author"] = "ana"
+        file["run"].attrs["version"] = np.int64(3)
+        file["run"].attrs["empty"] = h5py.Empty("<f8")
+        file["run/maps"].attrs["units"] = "m/s"
+        file["run/maps"].attrs["window"] = np.array([1.0, 2.0])
+        file["run/maps"].attrs["big"] = np.zeros(1000)
+    return path
+
+
+def test_inspect_shows_small_scalar_and_string_values(
+    capsys: pytest.CaptureFixture[str], values: Path
+) -> None:
+    status, out, _ = run(capsys, "inspect", values)
+    assert status == 0
+    shown = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert shown["seed"].endswith("  = 7")
+    assert shown["rate"].endswith("  = 0.25")
+    assert shown["ok"].endswith("  = true")
+    assert shown["z"].endswith("  = [1.0, -2.0]")
+    assert shown["bad"].endswith('  = "nan"')
+    assert shown["name"].endswith('  = "résumé"')
+    assert shown["raw"].endswith(r'  = "ab\\x00"')  # JSON escapes the backslash
+    assert shown["scale"].endswith("  = 1.5")
+    # Over the limit, or not a scalar: no value.
+    assert "=" not in shown["long"]
+    assert "=" not in shown["maps"] and "=" not in shown["nothing"]
+
+
+def test_inspect_json_values(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    described = inspect_json(capsys, values)
+    leaves = {leaf["name"]: leaf for leaf in _leaves(described["entries"][0])}
+    assert {name: leaf["value"] for name, leaf in leaves.items()} == {
+        "seed": 7,
+        "rate": 0.25,
+        "ok": True,
+        "z": [1.0, -2.0],
+        "bad": "nan",
+        "name": "résumé",
+        "raw": "ab\\x00",
+        "nothing": None,
+        "scale": 1.5,
+        "long": None,
+        "maps": None,
+    }
+    _json_only(described)
+
+
+def test_inspect_shows_attributes(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    status, out, _ = run(capsys, "inspect", values)
+    assert status == 0
+    lines = out.splitlines()
+    run_line = next(index for index, line in enumerate(lines) if line.split()[0] == "run/")
+    # The group's attributes come right under it, one level deeper.
+    assert lines[run_line + 1].split() == ["@author", '"ana"']
+    assert lines[run_line + 2].split() == ["@version", "3"]
+    shown = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:]}
+    assert shown["@units"] == '"m/s"'
+    assert shown["@window"] == "[1.0, 2.0]"
+    assert shown["@big"] == '{"dtype": "<f8", "shape": [1000]}'
+    # The library's own attributes are shown as the kinds they record, not as attributes.
+    assert "corelay." not in out
+
+
+def test_inspect_json_attributes(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    [group] = inspect_json(capsys, values)["entries"]
+    assert group["attrs"] == {"author": "ana", "version": 3, "empty": None}
+    maps = next(child for child in group["children"] if child["name"] == "maps")
+    assert maps["attrs"] == {
+        "units": "m/s",
+        "window": [1.0, 2.0],
+        "big": {"dtype": "<f8", "shape": [1000]},
+    }
+    seed = next(child for child in group["children"] if child["name"] == "seed")
+    assert seed["attrs"] == {}
+
+
+def test_inspect_json_is_json_all_the_way_down(
+    capsys: pytest.CaptureFixture[str], ours: Path, hashed: Path, tmp_path: Path
+) -> None:
+    meta_path = tmp_path / "meta.h5"
+    meta = {"params": (1, 2.5, [np.arange(3), np.zeros(100)]), "name": "x", "flag": None}
+    with open_journaled(meta_path, "w") as file:
+        HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), meta)
+    for path in (ours, hashed, meta_path, *(FIXTURES / name for name in sorted(_FIXTURES))):
+        _json_only(inspect_json(capsys, path))
+    [cache] = inspect_json(capsys, meta_path)["entries"]
+    assert cache["entries"][0]["meta"] == {
+        "params": [1, 2.5, [[0, 1, 2], {"dtype": "<f8", "shape": [100]}]],
+        "name": "x",
+        "flag": None,
+    }
+
+
+def test_inspect_meta_of_many_members_is_cut_short(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "many.h5"
+    with open_journaled(path, "w") as file:
+        HashedHDF5(file.require_group("cache")).write(
+            np.ones(2), np.ones(1), {f"k{index}": index for index in range(70)}
+        )
+    [cache] = inspect_json(capsys, path)["entries"]
+    meta: dict[str, Any] = cache["entries"][0]["meta"]
+    assert len(meta) == 65 and meta["..."] == "6 more"
+    status, out, _ = run(capsys, "inspect", path)
+    assert status == 0
+    [line] = [line for line in out.splitlines() if " meta " in line]
+    assert line.endswith("…") and len(line.split(" meta ", 1)[1]) == 120
+
+
+def test_inspect_pickle_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "store.pkl"
+    with PickleStorage(path, "w") as storage:
+        storage["run"] = {"n": 3, "tag": "x", "big": "y" * 1000, "g": np.int16(-2)}
+    [record] = inspect_json(capsys, path)["entries"]
+    assert {child["name"]: child["value"] for child in record["children"]} == {
+        "n": 3,
+        "tag": "x",
+        "big": None,
+        "g": -2,
+    }
 
 
 # ---------------------------------------------------------------------------------- validate

@@ -1,6 +1,7 @@
 """The corelay-io command: inspect and validate storage files, write the schemas, run a demo."""
 
 import argparse
+import json
 import os
 import pickle
 import sys
@@ -11,6 +12,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO
+
+from pydantic import JsonValue
 
 from corelay.io.describe import (
     ContainerDescription,
@@ -38,6 +41,9 @@ _PROGRESS_INTERVAL = 0.1
 _NAME_WIDTH = 36
 _HASH_DIGITS = 12
 _FOREIGN = "*"
+# Values, attributes and metadata longer than this are cut short in a line of inspect.
+_VALUE_CHARS = 60
+_META_CHARS = 120
 _DEMO_WIDTH = 88
 
 
@@ -134,11 +140,10 @@ def _entry_line(entry: HashedEntryDescription) -> str:
         shown = data.node
     parts = [shown]
     if entry.input_hash is not None:
-        parts.append(f"in {_short(entry.input_hash)}")
+        parts.append(f"in {_short_hash(entry.input_hash)}")
     if entry.output_hash is not None:
-        parts.append(f"out {_short(entry.output_hash)}")
-    if entry.meta is not None:
-        parts.append(f"meta {entry.meta}")
+        parts.append(f"out {_short_hash(entry.output_hash)}")
+    parts.append(f"meta {_json_line(entry.meta, _META_CHARS)}")
     if entry.layout == "corelay-1.0.0":
         parts.append("[corelay 1.0.0]")
     if not entry.complete:
@@ -148,6 +153,22 @@ def _entry_line(entry: HashedEntryDescription) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= _HASH_DIGITS + 1 else text[:_HASH_DIGITS] + "…"
+
+
+def _short_hash(value: JsonValue) -> str:
+    # corelay 1.0.0 records a list of hashes for a tuple.
+    return _short(value) if isinstance(value, str) else _json_line(value, _HASH_DIGITS + 1)
+
+
+def _json_line(value: JsonValue, limit: int) -> str:
+    """``value`` as one line of JSON, cut short to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _attr_rows(attrs: dict[str, JsonValue], depth: int) -> Iterator["_Row"]:
+    for name, value in attrs.items():
+        yield _Row(depth, f"@{name}", _json_line(value, _VALUE_CHARS))
 
 
 class _Row(NamedTuple):
@@ -161,11 +182,16 @@ class _Row(NamedTuple):
 def _rows(node: Description, depth: int) -> Iterator[_Row]:
     """Yields a row for ``node`` and for everything below it."""
     if isinstance(node, LeafDescription):
-        text = f"{_kind(node.kind, node.recorded):<10} {_leaf_details(node)}".rstrip()
+        details = [_leaf_details(node)] if _leaf_details(node) else []
+        if node.value is not None:
+            details.append(f"= {_json_line(node.value, _VALUE_CHARS)}")
+        text = f"{_kind(node.kind, node.recorded):<10} {'  '.join(details)}".rstrip()
         yield _Row(depth, node.name, text, node.problem, not node.recorded)
+        yield from _attr_rows(node.attrs, depth + 1)
     elif isinstance(node, ContainerDescription):
         text = f"{_kind(node.kind, node.recorded):<10} {_plural(len(node.children), 'item')}"
         yield _Row(depth, node.name + "/", text, node.problem, not node.recorded)
+        yield from _attr_rows(node.attrs, depth + 1)
         for child in node.children:
             yield from _rows(child, depth + 1)
     elif isinstance(node, HashedGroupDescription):
