@@ -33,9 +33,10 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     # Every page is in the header; the search is an icon, so that the header fits in one line.
-    "header_links_before_dropdown": 4,
-    "navbar_persistent": ["search-button"],
-    "navbar_end": ["theme-switcher"],
+    "header_links_before_dropdown": 3,
+    "navbar_align": "left",
+    "navbar_persistent": [],
+    "navbar_end": ["search-button", "theme-switcher"],
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
