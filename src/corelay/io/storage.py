@@ -251,7 +251,7 @@ class _FileStorage(DataStorageBase):
 
     def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
         self.mode: Mode = _check_mode(mode)
-        """The mode the file was opened in: ``'r'``, ``'w'`` or ``'a'``."""
+        """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
         super().__init__(data_key=data_key, **kwargs)
         if data_key is not None:
             split_key(data_key)
