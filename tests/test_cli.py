@@ -1,14 +1,17 @@
 """The corelay-io command: inspect, validate, schema and demo, and its handling of bad input."""
 
+import contextlib
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -18,6 +21,7 @@ from jsonschema import Draft202012Validator
 import corelay.cli
 from corelay.cli import main
 from corelay.io.describe import (
+    VALUE_BYTES,
     ContainerDescription,
     FileDescription,
     HashedGroupDescription,
@@ -163,8 +167,10 @@ def test_inspect_hashed_group_one_line_per_entry(
     cache_line = next(index for index, line in enumerate(lines) if "cache/" in line)
     assert "HashedHDF5 cache, 2 entries" in lines[cache_line]
     entries = lines[cache_line + 1 : cache_line + 3]
-    assert any("ndarray <f8  (5,)" in line and "'step': 'embed'" in line for line in entries)
-    assert any("tuple (2 items)" in line and "meta None" in line for line in entries)
+    assert any(
+        "ndarray <f8  (5,)" in line and 'meta {"step": "embed", "k": 4}' in line for line in entries
+    )
+    assert any("tuple (2 items)" in line and "meta null" in line for line in entries)
     assert all(" in " in line and " out " in line for line in entries)
     assert ".corelay-meta" not in out
 
@@ -181,12 +187,15 @@ def test_inspect_json_hashed_entries(capsys: pytest.CaptureFixture[str], hashed:
     by_name = {entry.name: entry for entry in cache.entries}
     entry = by_name[expected]
     assert entry.complete and entry.layout == "corelay"
-    assert entry.input_hash is not None and len(entry.input_hash) == 32
-    assert entry.meta == "{'step': 'embed', 'k': 4}"
+    assert isinstance(entry.input_hash, str) and len(entry.input_hash) == 32
+    assert entry.meta == {"step": "embed", "k": 4}
     assert isinstance(entry.data, LeafDescription) and entry.data.shape == (5,)
 
 
-@pytest.mark.parametrize("name", ["hdf5storage.h5", "hashedhdf5.h5", "picklestorage.pkl"])
+_FIXTURES = ["hdf5storage.h5", "hashedhdf5.h5", "picklestorage.pkl"]
+
+
+@pytest.mark.parametrize("name", _FIXTURES)
 def test_inspect_reads_corelay_1_0_0_files(capsys: pytest.CaptureFixture[str], name: str) -> None:
     status, out, err = run(capsys, "inspect", FIXTURES / name)
     assert (status, err) == (0, "")
@@ -211,7 +220,7 @@ def test_inspect_upstream_hashed_entries(capsys: pytest.CaptureFixture[str]) -> 
     entries = {entry["name"]: entry for entry in group["entries"]}
     entry = entries["6abad01d8a58734a8d2ff6fc36d48772"]
     assert entry["layout"] == "corelay-1.0.0"
-    assert entry["meta"] == '{"processor": "Example", "step": 1}'
+    assert entry["meta"] == {"processor": "Example", "step": 1}
     assert entry["input_hash"] == "f81df56463b4b8973407d7ec16fcfe52"
 
 
@@ -238,6 +247,172 @@ def test_inspect_does_not_read_datasets(capsys: pytest.CaptureFixture[str], tmp_
     status, out, _ = run(capsys, "inspect", path)
     assert status == 0 and "7.3 TiB" in out
     assert run(capsys, "validate", path)[0] == 0
+
+
+def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if node["node"] == "leaf":
+        yield node
+    for child in node.get("children", []):
+        yield from _leaves(child)
+    for entry in node.get("entries", []):
+        if entry.get("data") is not None:
+            yield from _leaves(entry["data"])
+
+
+def _json_only(value: object) -> None:
+    """Fails unless ``value`` is made of JSON types only, with no Python repr in a string."""
+    if isinstance(value, dict):
+        for key, item in cast("dict[object, object]", value).items():
+            assert isinstance(key, str)
+            _json_only(item)
+    elif isinstance(value, list):
+        for item in cast("list[object]", value):
+            _json_only(item)
+    else:
+        assert value is None or isinstance(value, bool | int | float | str), value
+        if isinstance(value, str):
+            assert not value.startswith(("{'", "('", "array(", "OrderedDict")), value
+
+
+@pytest.fixture
+def values(tmp_path: Path) -> Path:
+    path = tmp_path / "values.h5"
+    with HDF5Storage(path, "w") as storage:
+        storage["run"] = {
+            "seed": 7,
+            "rate": 0.25,
+            "ok": True,
+            "z": 1 - 2j,
+            "bad": float("nan"),
+            "name": "résumé",
+            "raw": b"ab\x00",
+            "nothing": None,
+            "scale": np.float32(1.5),
+            "long": "x" * (VALUE_BYTES + 1),
+            "maps": np.zeros((2, 2)),
+        }
+    with h5py.File(path, "a") as file:
+        file["run"].attrs["author"] = "ana"
+        file["run"].attrs["version"] = np.int64(3)
+        file["run"].attrs["empty"] = h5py.Empty("<f8")
+        file["run/maps"].attrs["units"] = "m/s"
+        file["run/maps"].attrs["window"] = np.array([1.0, 2.0])
+        file["run/maps"].attrs["big"] = np.zeros(1000)
+    return path
+
+
+def test_inspect_shows_small_scalar_and_string_values(
+    capsys: pytest.CaptureFixture[str], values: Path
+) -> None:
+    status, out, _ = run(capsys, "inspect", values)
+    assert status == 0
+    shown = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert shown["seed"].endswith("  = 7")
+    assert shown["rate"].endswith("  = 0.25")
+    assert shown["ok"].endswith("  = true")
+    assert shown["z"].endswith("  = [1.0, -2.0]")
+    assert shown["bad"].endswith('  = "nan"')
+    assert shown["name"].endswith('  = "résumé"')
+    assert shown["raw"].endswith(r'  = "ab\\x00"')  # JSON escapes the backslash
+    assert shown["scale"].endswith("  = 1.5")
+    # Over the limit, or not a scalar: no value.
+    assert "=" not in shown["long"]
+    assert "=" not in shown["maps"] and "=" not in shown["nothing"]
+
+
+def test_inspect_json_values(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    described = inspect_json(capsys, values)
+    leaves = {leaf["name"]: leaf for leaf in _leaves(described["entries"][0])}
+    assert {name: leaf["value"] for name, leaf in leaves.items()} == {
+        "seed": 7,
+        "rate": 0.25,
+        "ok": True,
+        "z": [1.0, -2.0],
+        "bad": "nan",
+        "name": "résumé",
+        "raw": "ab\\x00",
+        "nothing": None,
+        "scale": 1.5,
+        "long": None,
+        "maps": None,
+    }
+    _json_only(described)
+
+
+def test_inspect_shows_attributes(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    status, out, _ = run(capsys, "inspect", values)
+    assert status == 0
+    lines = out.splitlines()
+    run_line = next(index for index, line in enumerate(lines) if line.split()[0] == "run/")
+    # The group's attributes come right under it, one level deeper.
+    assert lines[run_line + 1].split() == ["@author", '"ana"']
+    assert lines[run_line + 2].split() == ["@version", "3"]
+    shown = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:]}
+    assert shown["@units"] == '"m/s"'
+    assert shown["@window"] == "[1.0, 2.0]"
+    assert shown["@big"] == '{"dtype": "<f8", "shape": [1000]}'
+    # The library's own attributes are shown as the kinds they record, not as attributes.
+    assert "corelay." not in out
+
+
+def test_inspect_json_attributes(capsys: pytest.CaptureFixture[str], values: Path) -> None:
+    [group] = inspect_json(capsys, values)["entries"]
+    assert group["attrs"] == {"author": "ana", "version": 3, "empty": None}
+    maps = next(child for child in group["children"] if child["name"] == "maps")
+    assert maps["attrs"] == {
+        "units": "m/s",
+        "window": [1.0, 2.0],
+        "big": {"dtype": "<f8", "shape": [1000]},
+    }
+    seed = next(child for child in group["children"] if child["name"] == "seed")
+    assert seed["attrs"] == {}
+
+
+def test_inspect_json_is_json_all_the_way_down(
+    capsys: pytest.CaptureFixture[str], ours: Path, hashed: Path, tmp_path: Path
+) -> None:
+    meta_path = tmp_path / "meta.h5"
+    meta = {"params": (1, 2.5, [np.arange(3), np.zeros(100)]), "name": "x", "flag": None}
+    with open_journaled(meta_path, "w") as file:
+        HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), meta)
+    for path in (ours, hashed, meta_path, *(FIXTURES / name for name in sorted(_FIXTURES))):
+        _json_only(inspect_json(capsys, path))
+    [cache] = inspect_json(capsys, meta_path)["entries"]
+    assert cache["entries"][0]["meta"] == {
+        "params": [1, 2.5, [[0, 1, 2], {"dtype": "<f8", "shape": [100]}]],
+        "name": "x",
+        "flag": None,
+    }
+
+
+def test_inspect_meta_of_many_members_is_cut_short(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "many.h5"
+    with open_journaled(path, "w") as file:
+        HashedHDF5(file.require_group("cache")).write(
+            np.ones(2), np.ones(1), {f"k{index}": index for index in range(70)}
+        )
+    [cache] = inspect_json(capsys, path)["entries"]
+    meta: dict[str, Any] = cache["entries"][0]["meta"]
+    assert len(meta) == 65 and meta["..."] == "6 more"
+    status, out, _ = run(capsys, "inspect", path)
+    assert status == 0
+    [line] = [line for line in out.splitlines() if " meta " in line]
+    assert line.endswith("…") and len(line.split(" meta ", 1)[1]) == 120
+
+
+def test_inspect_pickle_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "store.pkl"
+    with PickleStorage(path, "w") as storage:
+        storage["run"] = {"n": 3, "tag": "x", "big": "y" * 1000, "g": np.int16(-2)}
+    [record] = inspect_json(capsys, path)["entries"]
+    assert {child["name"]: child["value"] for child in record["children"]} == {
+        "n": 3,
+        "tag": "x",
+        "big": None,
+        "g": -2,
+    }
 
 
 # ---------------------------------------------------------------------------------- validate
@@ -411,38 +586,106 @@ def test_no_progress_for_quick_operations(
 # ---------------------------------------------------------------------------------- demo
 
 
+STEPS = ["make_samples", "attribute", "spectral_embedding", "cluster"]
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache file of one run of the demo (copy it to change it)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.h5"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["demo", "--path", str(path)]) == 0
+    return path
+
+
+def _run_section(out: str, number: int) -> str:
+    start = out.index(f"run {number} (")
+    return out[start : out.index("clusters:" if number == 2 else "run 2 (", start)]
+
+
+def _statuses(section: str) -> dict[str, str]:
+    words = (line.split() for line in section.splitlines()[1:])
+    return {line[0]: line[1] for line in words if line and line[0] in STEPS}
+
+
 def test_demo_computes_then_hits_the_cache(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = tmp_path / "demo.h5"
     status, out, err = run(capsys, "demo", "--path", path)
     assert (status, err) == (0, "")
-    run_1 = out[out.index("run 1") : out.index("run 2")]
-    run_2 = out[out.index("run 2") : out.index("clusters:")]
-    steps = ["make_samples", "attribute", "spectral_embedding", "cluster"]
-    for step in steps:
-        assert f"{step} " in run_1 and f"{step} " in run_2
-    assert run_1.count(" computed ") == 4 and " cached " not in run_1
-    assert run_2.count(" cached ") == 4 and " computed " not in run_2
+    run_1, run_2 = _run_section(out, 1), _run_section(out, 2)
+    assert run_1.startswith("run 1 (empty cache)")
+    assert _statuses(run_1) == dict.fromkeys(STEPS, "computed")
+    assert _statuses(run_2) == dict.fromkeys(STEPS, "cached")
+    assert "read from the cache: no step" in run_1
+    assert f"read from the cache: {', '.join(STEPS)}" in run_2
     assert "run 2 returned the same clusters" in out
+    assert "a new file, kept: the next run with this --path reuses the cache" in " ".join(
+        out.split()
+    )
     assert f"$ corelay-io inspect {path}" in out
     assert out.count("HashedHDF5 cache, 1 entry") == 4
     described = describe_file(path)
-    assert sorted(entry.name for entry in described.entries) == sorted(steps)
+    assert sorted(entry.name for entry in described.entries) == sorted(STEPS)
     assert main(["validate", str(path)]) == 0
 
 
-def test_demo_defaults_to_a_file_in_the_current_directory(
+def test_demo_run_again_on_its_file_reuses_the_cache(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo_cache: Path
+) -> None:
+    path = Path(shutil.copy(demo_cache, tmp_path / "demo.h5"))
+    status, out, err = run(capsys, "demo", "--path", path)
+    assert (status, err) == (0, "")
+    assert "the cache file of an earlier demo: its cached steps are reused" in " ".join(out.split())
+    run_1 = _run_section(out, 1)
+    assert run_1.startswith("run 1 (the cache of an earlier demo, reused)")
+    assert _statuses(run_1) == dict.fromkeys(STEPS, "cached")
+    assert f"read from the cache: {', '.join(STEPS)}" in run_1
+    assert "run 2 returned the same clusters" in out
+    # Reused, not rewritten: still one entry per step.
+    assert out.count("HashedHDF5 cache, 1 entry") == 4
+
+
+def test_demo_reuses_a_partial_cache(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo_cache: Path
+) -> None:
+    path = Path(shutil.copy(demo_cache, tmp_path / "demo.h5"))
+    with h5py.File(path, "a") as file:
+        del file["spectral_embedding"], file["cluster"]
+    status, out, _ = run(capsys, "demo", "--path", path)
+    assert status == 0
+    run_1 = _run_section(out, 1)
+    assert _statuses(run_1) == {
+        "make_samples": "cached",
+        "attribute": "cached",
+        "spectral_embedding": "computed",
+        "cluster": "computed",
+    }
+    assert "read from the cache: make_samples, attribute\n" in run_1
+
+
+def test_demo_defaults_to_a_temporary_directory_it_removes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    status, out, _ = run(capsys, "demo")
-    assert status == 0
-    assert "corelay-demo.h5 (in the current directory" in " ".join(out.split())
-    assert (tmp_path / "corelay-demo.h5").is_file()
+    work, temporary = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    temporary.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    status, out, err = run(capsys, "demo")
+    assert (status, err) == (0, "")
+    assert "in a temporary directory, removed at the end" in " ".join(out.split())
+    [inspected] = [line for line in out.splitlines() if line.startswith("$ corelay-io inspect ")]
+    used = Path(inspected.removeprefix("$ corelay-io inspect "))
+    assert used.name == "corelay-demo.h5"
+    assert used.parent.parent == temporary
+    assert _statuses(_run_section(out, 1)) == dict.fromkeys(STEPS, "computed")
+    assert list(work.iterdir()) == []
+    assert list(temporary.iterdir()) == []
 
 
-def test_demo_does_not_replace_other_files(
+def test_demo_does_not_touch_other_files(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, ours: Path
 ) -> None:
     notes = tmp_path / "notes.txt"
@@ -451,7 +694,7 @@ def test_demo_does_not_replace_other_files(
         before = path.read_bytes()
         status, out, err = run(capsys, "demo", "--path", path)
         assert (status, out) == (2, "")
-        assert "is not a cache file of the demo; not replacing it" in err
+        assert "is not a cache file of the demo; not touching it" in err
         assert path.read_bytes() == before
 
 

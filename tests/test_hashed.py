@@ -489,10 +489,10 @@ def test_inspect_describes_each_entry_with_its_metadata(path: Path) -> None:
     first = entries[store.entry_name("a", meta)]
     assert (first.layout, first.complete) == ("corelay", True)
     assert (first.input_hash, first.output_hash) == (ext_hash("a"), ext_hash(np.arange(5.0)))
-    assert first.meta == "{'step': 'embed', 'k': 4}"
+    assert first.meta == {"step": "embed", "k": 4}
     assert isinstance(first.data, LeafDescription) and first.data.shape == (5,)
     second = entries[store.entry_name("b", None)]
-    assert second.meta == "None" and isinstance(second.data, ContainerDescription)
+    assert second.meta is None and isinstance(second.data, ContainerDescription)
     assert not entries[incomplete].complete and entries[incomplete].meta is None
     assert entries[upstream].layout == "corelay-1.0.0"
     assert find_problems(description) == [

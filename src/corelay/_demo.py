@@ -19,7 +19,7 @@ from corelay.io.journal import open_journaled
 from corelay.io.memoize import memoize
 from corelay.io.storage import HashedHDF5
 
-__all__ = ["STEPS", "DemoResult", "check_replaceable", "run_demo"]
+__all__ = ["STEPS", "DemoResult", "check_cache_file", "run_demo"]
 
 Array = np.ndarray[Any, Any]
 _SIDE = 32
@@ -166,61 +166,72 @@ STEPS = ("make_samples", "attribute", "spectral_embedding", "cluster")
 """The names of the pipeline's steps, which name their HashedHDF5 groups."""
 
 
-def check_replaceable(path: Path) -> None:
-    """Raises unless ``path`` is absent, empty, or a cache file an earlier demo wrote.
+def check_cache_file(path: Path) -> bool:
+    """Tells whether ``path`` holds a cache file an earlier demo wrote, to be reused.
+
+    Returns:
+        ``True`` for a cache file of the demo; ``False`` if ``path`` is absent or empty.
 
     Raises:
-        FileExistsError: ``path`` holds something else, which the demo must not replace.
+        FileExistsError: ``path`` holds something else, which the demo must not touch.
     """
     if not path.exists() or (path.is_file() and path.stat().st_size == 0):
-        return
+        return False
     try:
         with open_journaled(path, "r") as file:
             if set(file) <= set(STEPS):
-                return
+                return True
     except OSError:
         pass
     raise FileExistsError(
-        f"{path}: exists and is not a cache file of the demo; not replacing it (use --path)"
+        f"{path}: exists and is not a cache file of the demo; not touching it (use another --path)"
     )
 
 
 def run_demo(path: Path, out: TextIO) -> list[DemoResult]:
-    """Runs the pipeline twice on a fresh cache file, printing what each step did.
+    """Runs the pipeline twice on the cache file ``path``, printing what each step did.
 
-    The first run computes every step and caches its output; the second reopens the file and
-    finds every output in the cache.
+    The first run computes every step whose output is not cached yet (an earlier demo on the same
+    file cached them all) and caches its output; the second reopens the file and finds every
+    output in the cache.
 
     Args:
-        path: The cache file; replaced if it exists (see :func:`check_replaceable`).
+        path: The cache file: created if absent or empty, else a cache file of an earlier demo
+            (see :func:`check_cache_file`), whose entries are reused.
         out: Where to print.
 
     Returns:
         The two runs.
     """
+    reused = check_cache_file(path)
     runs: list[DemoResult] = []
-    modes: list[Literal["w", "a"]] = ["w", "a"]
-    for number, mode in enumerate(modes, 1):
+    modes: list[Literal["w", "a"]] = ["a" if reused else "w", "a"]
+    titles = [
+        "the cache of an earlier demo, reused" if reused else "empty cache",
+        "the same inputs, the file reopened",
+    ]
+    for number, (mode, title) in enumerate(zip(modes, titles, strict=True), 1):
         result = DemoResult()
         with open_journaled(path, mode) as file:
             _run_pipeline(file, result)
         runs.append(result)
-        title = "empty cache" if number == 1 else "the same inputs, the file reopened"
         print(f"run {number} ({title}):", file=out)
         for name, was_computed, seconds in result.steps:
             status = "computed" if was_computed else "cached"
             print(f"  {name:<20} {status:<9} {seconds:6.2f} s", file=out)
         total = sum(seconds for _, _, seconds in result.steps)
         print(f"  {'total':<20} {'':<9} {total:6.2f} s", file=out)
+        hits = [name for name, was_computed, _ in result.steps if not was_computed]
+        print(f"  read from the cache: {', '.join(hits) if hits else 'no step'}", file=out)
     first, second = runs
     same = np.array_equal(first.clusters, second.clusters)
     agreement = _agreement(first.labels, first.clusters)
     print(
         f"clusters: sizes {np.bincount(first.clusters).tolist()}, "
-        f"{agreement:.0%} of the samples in their pattern's cluster; "
-        f"run 2 returned {'the same' if same else 'DIFFERENT'} clusters",
+        f"{agreement:.0%} of the samples in their pattern's cluster;",
         file=out,
     )
+    print(f"run 2 returned {'the same' if same else 'DIFFERENT'} clusters", file=out)
     return runs
 
 

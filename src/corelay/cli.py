@@ -1,15 +1,19 @@
 """The corelay-io command: inspect and validate storage files, write the schemas, run a demo."""
 
 import argparse
+import json
 import os
 import pickle
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO
+
+from pydantic import JsonValue
 
 from corelay.io.describe import (
     ContainerDescription,
@@ -28,14 +32,19 @@ from corelay.io.schemas import write_schemas
 __all__ = ["format_description", "main"]
 
 PROG = "corelay-io"
-#: Where ``corelay-io demo`` writes its cache file unless given ``--path``.
-DEMO_PATH = Path("corelay-demo.h5")
+#: The name of the cache file ``corelay-io demo`` writes in a temporary directory, unless given
+#: ``--path``.
+DEMO_FILE_NAME = "corelay-demo.h5"
 #: Seconds an operation runs before it shows progress on a terminal.
 PROGRESS_DELAY = 0.5
 _PROGRESS_INTERVAL = 0.1
 _NAME_WIDTH = 36
 _HASH_DIGITS = 12
 _FOREIGN = "*"
+# Values, attributes and metadata longer than this are cut short in a line of inspect.
+_VALUE_CHARS = 60
+_META_CHARS = 120
+_DEMO_WIDTH = 88
 
 
 class TerminalProgress:
@@ -131,11 +140,10 @@ def _entry_line(entry: HashedEntryDescription) -> str:
         shown = data.node
     parts = [shown]
     if entry.input_hash is not None:
-        parts.append(f"in {_short(entry.input_hash)}")
+        parts.append(f"in {_short_hash(entry.input_hash)}")
     if entry.output_hash is not None:
-        parts.append(f"out {_short(entry.output_hash)}")
-    if entry.meta is not None:
-        parts.append(f"meta {entry.meta}")
+        parts.append(f"out {_short_hash(entry.output_hash)}")
+    parts.append(f"meta {_json_line(entry.meta, _META_CHARS)}")
     if entry.layout == "corelay-1.0.0":
         parts.append("[corelay 1.0.0]")
     if not entry.complete:
@@ -145,6 +153,22 @@ def _entry_line(entry: HashedEntryDescription) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= _HASH_DIGITS + 1 else text[:_HASH_DIGITS] + "…"
+
+
+def _short_hash(value: JsonValue) -> str:
+    # corelay 1.0.0 records a list of hashes for a tuple.
+    return _short(value) if isinstance(value, str) else _json_line(value, _HASH_DIGITS + 1)
+
+
+def _json_line(value: JsonValue, limit: int) -> str:
+    """``value`` as one line of JSON, cut short to ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _attr_rows(attrs: dict[str, JsonValue], depth: int) -> Iterator["_Row"]:
+    for name, value in attrs.items():
+        yield _Row(depth, f"@{name}", _json_line(value, _VALUE_CHARS))
 
 
 class _Row(NamedTuple):
@@ -158,11 +182,16 @@ class _Row(NamedTuple):
 def _rows(node: Description, depth: int) -> Iterator[_Row]:
     """Yields a row for ``node`` and for everything below it."""
     if isinstance(node, LeafDescription):
-        text = f"{_kind(node.kind, node.recorded):<10} {_leaf_details(node)}".rstrip()
+        details = [_leaf_details(node)] if _leaf_details(node) else []
+        if node.value is not None:
+            details.append(f"= {_json_line(node.value, _VALUE_CHARS)}")
+        text = f"{_kind(node.kind, node.recorded):<10} {'  '.join(details)}".rstrip()
         yield _Row(depth, node.name, text, node.problem, not node.recorded)
+        yield from _attr_rows(node.attrs, depth + 1)
     elif isinstance(node, ContainerDescription):
         text = f"{_kind(node.kind, node.recorded):<10} {_plural(len(node.children), 'item')}"
         yield _Row(depth, node.name + "/", text, node.problem, not node.recorded)
+        yield from _attr_rows(node.attrs, depth + 1)
         for child in node.children:
             yield from _rows(child, depth + 1)
     elif isinstance(node, HashedGroupDescription):
@@ -258,17 +287,31 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from corelay._demo import check_replaceable, run_demo  # only the demo needs them
+    if args.path is not None:
+        return _run_demo(args.path, temporary=False)
+    # Nothing is left behind: the file lives as long as the command.
+    with tempfile.TemporaryDirectory(prefix="corelay-demo-") as directory:
+        return _run_demo(Path(directory) / DEMO_FILE_NAME, temporary=True)
 
-    path: Path = args.path if args.path is not None else DEMO_PATH
-    check_replaceable(path)
-    where = "given with --path" if args.path is not None else "in the current directory"
+
+def _run_demo(path: Path, temporary: bool) -> int:
+    from corelay._demo import check_cache_file, run_demo  # only the demo needs them
+
+    if temporary:
+        where = (
+            "in a temporary directory, removed at the end; with --path FILE the cache is kept, "
+            "and the next run on FILE reuses it"
+        )
+    elif check_cache_file(path):
+        where = "the cache file of an earlier demo: its cached steps are reused, not recomputed"
+    else:
+        where = "a new file, kept: the next run with this --path reuses the cache"
     intro = (
         f"{PROG} demo: a four-step NumPy pipeline (synthetic images -> attribution maps -> "
         "spectral embedding -> k-means clusters), each step cached with memoize and HashedHDF5 "
-        f"in {path} ({where}; replaced on every run of the demo)."
+        f"in {path} ({where})."
     )
-    print(textwrap.fill(intro, width=96, break_on_hyphens=False))
+    print(textwrap.fill(intro, width=_DEMO_WIDTH, break_on_hyphens=False))
     print()
     run_demo(path, sys.stdout)
     print()
@@ -324,10 +367,14 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a small cached pipeline twice and inspect its cache file",
         description="Run a four-step NumPy pipeline twice, caching each step in an HDF5 file: "
-        "the first run computes, the second finds every step in the cache. Then inspect the file.",
+        "the first run computes (or, on the cache file of an earlier demo, reads the cached "
+        "steps), the second finds every step in the cache. Then inspect the file.",
     )
     demo.add_argument(
-        "--path", type=Path, help=f"the cache file (default: {DEMO_PATH} in the current directory)"
+        "--path",
+        type=Path,
+        help="the cache file, kept and reused by later runs (default: a file in a temporary "
+        "directory, removed at the end)",
     )
     demo.set_defaults(handler=_demo)
     return parser

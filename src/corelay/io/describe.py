@@ -13,6 +13,7 @@ records, so its records are loaded one at a time, with the same restricted unpic
 :class:`~corelay.io.storage.PickleStorage` (a file cannot run code).
 """
 
+import contextlib
 import json
 import math
 import pickle
@@ -24,7 +25,8 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 
 import h5py
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from h5py import h5a
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5, _pickle
@@ -50,6 +52,7 @@ from corelay.io.tree import (
 )
 
 __all__ = [
+    "VALUE_BYTES",
     "ContainerDescription",
     "ContainerKind",
     "Description",
@@ -78,6 +81,9 @@ Progress: TypeAlias = Callable[[int, int | None], None]
 """Called as ``progress(done, total)`` while a file is described; ``total`` may be unknown."""
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+VALUE_BYTES = 256
+"""The largest str or bytes value (in bytes, UTF-8 for str) a description shows."""
 
 
 class LeafDescription(BaseModel):
@@ -121,6 +127,16 @@ class LeafDescription(BaseModel):
     problem: str | None = None
     """Why the library cannot hold this node; None when it can."""
 
+    value: JsonValue = None
+    """The value of a scalar, or of a str or bytes of at most :data:`VALUE_BYTES` bytes, as JSON:
+    numbers as numbers, a float that is not finite as the string 'nan', 'inf' or '-inf', a complex
+    as [real, imag], bytes as a string with each byte that is not printable ASCII (and the
+    backslash) written ``\\xNN``; None for other leaves (and for None)."""
+
+    attrs: dict[str, JsonValue] = Field(default_factory=dict)
+    """The HDF5 attributes other than the library's own (``corelay.*``), by name, as JSON (see
+    :attr:`HashedEntryDescription.meta`)."""
+
 
 class ContainerDescription(BaseModel):
     """A dict, tuple or list of a stored tree: an HDF5 group, or a container in a pickle record."""
@@ -144,6 +160,10 @@ class ContainerDescription(BaseModel):
 
     problem: str | None = None
     """Why the library cannot hold this node; None when it can."""
+
+    attrs: dict[str, JsonValue] = Field(default_factory=dict)
+    """The HDF5 attributes other than the library's own (``corelay.*``), by name, as JSON (see
+    :attr:`HashedEntryDescription.meta`)."""
 
 
 class OtherDescription(BaseModel):
@@ -183,14 +203,17 @@ class HashedEntryDescription(BaseModel):
     complete: bool
     """Whether the entry was written completely; an incomplete one reads as absent."""
 
-    input_hash: str | None = None
-    """The hash of the input (corelay 1.0.0: a JSON list of hashes for a tuple input)."""
+    input_hash: JsonValue = None
+    """The hash of the input (corelay 1.0.0: a list of hashes for a tuple input)."""
 
-    output_hash: str | None = None
-    """The hash of the output (corelay 1.0.0: a JSON list of hashes for a tuple output)."""
+    output_hash: JsonValue = None
+    """The hash of the output (corelay 1.0.0: a list of hashes for a tuple output)."""
 
-    meta: str | None = None
-    """The metadata, in one line: small values in full, arrays by dtype and shape."""
+    meta: JsonValue = None
+    """The metadata as JSON: dicts as objects, tuples and lists as arrays, scalars and strings as
+    :attr:`LeafDescription.value` shows them (at any length), arrays of up to 16 elements as
+    nested arrays and larger ones as ``{"dtype": ..., "shape": [...]}``. Containers with more than
+    64 members show the first 64 and a last member ``"..."`` that says how many more there are."""
 
     data: "Description | None" = None
     """The cached output; None when the entry has none."""
@@ -259,9 +282,13 @@ _NON_STR_KEY = "dict entry with a "
 # What h5py raises for damaged metadata, besides OSError.
 _UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, OverflowError)
 _UPSTREAM_ENTRY_MEMBERS = ("data", "input", "output")
-# Metadata datasets with up to this many elements are read to show them.
+# Metadata datasets and attributes with up to this many elements are read to show them.
 _META_ELEMENTS = 16
-_META_CHARS = 400
+_META_MEMBERS = 64
+_META_DEPTH = 16
+# The library's own attributes, shown as what they record (the kind, the entry's hashes).
+_OWN_ATTR_PREFIX = "corelay."
+_SCALAR_KINDS = ("bool", "int", "float", "complex", "str", "bytes", "generic")
 
 
 @typechecked
@@ -422,7 +449,12 @@ class _HDF5Walker:
         """Describes ``group[name]`` (``label`` is its name in the description)."""
         self.step()
         try:
-            return self._member(group, name, label, ancestors)
+            described = self._member(group, name, label, ancestors)
+            if isinstance(described, LeafDescription | ContainerDescription):
+                obj = group.get(name)  # a hard link: links are OtherDescriptions
+                if isinstance(obj, h5py.Group | h5py.Dataset):
+                    described = _with_attrs_and_value(described, obj)
+            return described
         except _UNREADABLE as error:
             # Damaged metadata, or a member name that is not UTF-8: the rest stays readable.
             return OtherDescription(
@@ -656,16 +688,16 @@ class _HDF5Walker:
                     name=name,
                     layout=layout,
                     complete=_is_upstream_entry(entry),
-                    input_hash=_json_text(entry.get("input")),
-                    output_hash=_json_text(entry.get("output")),
-                    meta=_json_text(entry.get("meta")),
+                    input_hash=_json_dataset(entry.get("input")),
+                    output_hash=_json_dataset(entry.get("output")),
+                    meta=_json_dataset(entry.get("meta")),
                     data=self.member(entry, "data", "data", ancestors) if "data" in entry else None,
                 )
             hashes = None if entry is None else _entry_hashes(entry)
             meta = None
             if hashes is not None and meta_group is not None:
                 meta_tree = meta_group.get(hashes.meta_hash)
-                meta = None if meta_tree is None else _truncate(_render(meta_tree))
+                meta = None if meta_tree is None else _meta_value(meta_tree)
             return HashedEntryDescription(
                 name=name,
                 layout=layout,
@@ -698,55 +730,151 @@ def _is_upstream_entry(entry: h5py.Group) -> bool:
     return all(member in entry for member in _UPSTREAM_ENTRY_MEMBERS)
 
 
-def _json_text(obj: h5py.Group | h5py.Dataset | None) -> str | None:
+def _json_dataset(obj: h5py.Group | h5py.Dataset | None) -> JsonValue:
     # corelay 1.0.0 stores input and output hashes and the metadata as JSON strings.
     if not isinstance(obj, h5py.Dataset) or obj.shape != () or _hdf5.string_info(obj) is None:
         return None
     text = str(obj.asstr()[()])
     try:
-        value: object = json.loads(text)
+        value: JsonValue = json.loads(text)
     except ValueError:
-        return _truncate(text)
-    return value if isinstance(value, str) else _truncate(json.dumps(value))
+        return text
+    return value
 
 
-def _render(obj: h5py.Group | h5py.Dataset, depth: int = 0) -> str:
-    """Shows a small stored tree in one line, reading only small datasets."""
-    if depth > 8:
+def _meta_value(obj: h5py.Group | h5py.Dataset, depth: int = 0) -> JsonValue:
+    """A small stored tree as JSON, reading only small datasets (see HashedEntryDescription)."""
+    if depth > _META_DEPTH:
         return "..."
     if isinstance(obj, h5py.Group):
         kind = get_str_attr(obj, KIND_ATTR)
-        names = list(obj)
-        parts: list[str] = []
-        length = 0
-        for name in names:
+        names = [name for name in _names(obj) if not name.startswith(TEMP_PREFIX)]
+        shown = names[:_META_MEMBERS]
+        values: list[JsonValue] = []
+        for name in shown:
             child = obj.get(name)
-            shown = "?" if child is None else _render(child, depth + 1)
-            parts.append(shown if kind in ("tuple", "list") else f"{name!r}: {shown}")
-            length += len(parts[-1])
-            if length > _META_CHARS:
-                parts.append("...")
-                break
-        inner = ", ".join(parts)
-        if kind == "tuple":
-            return f"({inner},)" if len(names) == 1 else f"({inner})"
-        if kind == "list":
-            return f"[{inner}]"
-        return "{" + inner + "}"
-    shape = obj.shape
+            values.append(None if child is None else _meta_value(child, depth + 1))
+        more = f"{len(names) - len(shown)} more" if len(names) > len(shown) else None
+        if kind in ("tuple", "list"):
+            return values if more is None else [*values, f"... {more}"]
+        members: dict[str, JsonValue] = dict(zip(shown, values, strict=True))
+        if more is not None:
+            members["..."] = more
+        return members
+    return _dataset_json(obj, None)
+
+
+def _dataset_json(dataset: h5py.Dataset, limit: int | None) -> JsonValue:
+    """The value of ``dataset`` as JSON if it is small, else its dtype and shape.
+
+    ``limit``: the most bytes a str or bytes value may have to be shown (None: any).
+    """
+    shape = dataset.shape
     if shape is not None and math.prod(shape) > _META_ELEMENTS:
-        return f"ndarray({obj.dtype.str}, {shape})"
-    if _dtype_problem(obj.dtype) is not None:
-        return f"dataset({obj.dtype})"
-    value = _hdf5.read_node(obj)
+        return {"dtype": dataset.dtype.str, "shape": list(shape)}
+    if _dtype_problem(dataset.dtype) is not None:
+        return {"dtype": str(dataset.dtype)}
+    return _json_value(_hdf5.read_node(dataset), limit)
+
+
+def _json_value(value: object, limit: int | None = None) -> JsonValue:
+    """``value`` (a stored tree, or an HDF5 attribute's value) as JSON.
+
+    See :attr:`LeafDescription.value` and :attr:`HashedEntryDescription.meta`; ``limit`` is the
+    most bytes a str or bytes may have (a longer one gives None); None allows any.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(cast(Any, value))
+    if isinstance(value, int | np.integer):
+        return int(cast(Any, value))
+    if isinstance(value, float | np.floating):
+        number = float(cast(Any, value))
+        return number if math.isfinite(number) else str(number)
+    if isinstance(value, complex | np.complexfloating):
+        pair = complex(cast(Any, value))
+        return [_json_value(pair.real), _json_value(pair.imag)]
+    if isinstance(value, str):
+        size = len(value.encode("utf-8", "surrogatepass"))
+        return str(value) if limit is None or size <= limit else None
+    if isinstance(value, bytes):
+        raw = bytes(value)
+        return _bytes_text(raw) if limit is None or len(raw) <= limit else None
     if isinstance(value, np.ndarray):
         array: np.ndarray[Any, Any] = cast(Any, value)
-        return f"array({array.tolist()!r}, {array.dtype.str})"
-    return repr(value)
+        if array.size > _META_ELEMENTS:
+            return {"dtype": array.dtype.str, "shape": list(array.shape)}
+        if array.ndim == 0:
+            return _json_value(array[()], limit)
+        return [_json_value(item, limit) for item in array]
+    if isinstance(value, np.generic):
+        return _json_value(cast(Any, value).item(), limit)
+    if isinstance(value, Mapping):
+        items = list(cast("Mapping[object, object]", value).items())
+        members = {str(key): _json_value(item, limit) for key, item in items[:_META_MEMBERS]}
+        if len(items) > _META_MEMBERS:
+            members["..."] = f"{len(items) - _META_MEMBERS} more"
+        return members
+    if isinstance(value, tuple | list):
+        sequence = cast("tuple[object, ...] | list[object]", value)
+        values = [_json_value(item, limit) for item in sequence[:_META_MEMBERS]]
+        if len(sequence) > _META_MEMBERS:
+            values.append(f"... {len(sequence) - _META_MEMBERS} more")
+        return values
+    return repr(value)  # not reached for what the library stores
 
 
-def _truncate(text: str) -> str:
-    return text if len(text) <= _META_CHARS else text[: _META_CHARS - 3] + "..."
+def _bytes_text(raw: bytes) -> str:
+    # Unambiguous: a backslash is escaped like the bytes that are not printable ASCII.
+    return "".join(
+        chr(byte) if 32 <= byte < 127 and byte != 92 else f"\\x{byte:02x}" for byte in raw
+    )
+
+
+def _attributes(obj: h5py.Group | h5py.Dataset) -> dict[str, JsonValue]:
+    """The attributes of ``obj`` that are not the library's own, reading only small ones."""
+    found: dict[str, JsonValue] = {}
+    for name in obj.attrs:
+        if name.startswith(_OWN_ATTR_PREFIX):
+            continue
+        try:
+            attr = h5a.open(obj.id, name.encode())
+            # None for an empty attribute (h5py.Empty), which the stub does not say.
+            shape = cast("tuple[int, ...] | None", attr.shape)
+            if shape is None:
+                found[name] = None
+            elif math.prod(shape) > _META_ELEMENTS:
+                found[name] = {"dtype": attr.dtype.str, "shape": list(shape)}
+            elif _dtype_problem(attr.dtype) is not None:
+                found[name] = {"dtype": str(attr.dtype)}
+            else:
+                found[name] = _json_value(obj.attrs[name], VALUE_BYTES)
+        except _UNREADABLE as error:
+            found[name] = {"unreadable": str(error)}
+    return found
+
+
+def _with_attrs_and_value(
+    described: "LeafDescription | ContainerDescription", obj: h5py.Group | h5py.Dataset
+) -> "LeafDescription | ContainerDescription":
+    update: dict[str, object] = {}
+    attrs = _attributes(obj)
+    if attrs:
+        update["attrs"] = attrs
+    if (
+        isinstance(described, LeafDescription)
+        and isinstance(obj, h5py.Dataset)
+        and described.problem is None
+        and described.kind in _SCALAR_KINDS
+        and obj.shape is not None
+        and (described.kind == "bytes" or obj.shape == ())
+        and (described.nbytes is None or described.nbytes <= VALUE_BYTES)
+    ):
+        # An unreadable value leaves the description as it is: its problems are found without it.
+        with contextlib.suppress(*_UNREADABLE):
+            update["value"] = _json_value(_hdf5.read_node(obj), VALUE_BYTES)
+    return described.model_copy(update=update) if update else described
 
 
 def _nbytes(dtype: np.dtype[Any], shape: tuple[int, ...]) -> int | None:
@@ -860,6 +988,7 @@ def _describe_value(value: object, name: str) -> "Description":
         return OtherDescription(name=name, what=type(value).__qualname__, problem=reason)
     if isinstance(node, ArrayNode | NumpyScalarNode):
         array = cast("np.ndarray[Any, Any] | np.generic[Any]", value)
+        small = isinstance(node, NumpyScalarNode) and array.nbytes <= VALUE_BYTES
         return LeafDescription(
             name=name,
             kind=node.kind,
@@ -868,6 +997,7 @@ def _describe_value(value: object, name: str) -> "Description":
             shape=array.shape,
             nbytes=array.nbytes,
             string_info=string_info_of(array.dtype),
+            value=_json_value(array, VALUE_BYTES) if small else None,
         )
     scalar = cast(ScalarNode, node)
     nbytes = None
@@ -881,4 +1011,5 @@ def _describe_value(value: object, name: str) -> "Description":
         recorded=True,
         nbytes=nbytes,
         string_info=StringInfo("utf-8", None) if scalar.kind == "str" else None,
+        value=_json_value(value, VALUE_BYTES),
     )

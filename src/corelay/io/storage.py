@@ -251,12 +251,14 @@ class _FileStorage(DataStorageBase):
 
     def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
         self.mode: Mode = _check_mode(mode)
+        """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
         super().__init__(data_key=data_key, **kwargs)
         if data_key is not None:
             split_key(data_key)
         if mode == "r" and not os.path.exists(path):
             raise FileNotFoundError(f"no {self._format} file at {str(path)!r}")
         self.path = Path(path)
+        """The file, as given when the storage was opened."""
 
     @abstractmethod
     def _closed(self) -> bool: ...
@@ -333,15 +335,34 @@ class _FileStorage(DataStorageBase):
 
     # Faster than the base class's view made with at(), and the same.
     def __getitem__(self, key: str) -> Any:
-        """Reads the data stored at ``key``, whatever key this storage is set to."""
+        """Reads the data stored at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at ``key``.
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
         return self._read_key(*self._checked(key))
 
     def __setitem__(self, key: str, value: TreeInput) -> None:
-        """Stores ``value`` at ``key``, whatever key this storage is set to."""
+        """Stores ``value`` at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: ``key`` is not a str, or a node of ``value`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, ``key`` or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
         self._write_checked(key, value)
 
     def __contains__(self, key: str) -> bool:
-        """Tells whether data is stored at ``key``."""
+        """Tells whether data is stored at ``key``.
+
+        Raises:
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
         return self._has_key(*self._checked(key))
 
 
