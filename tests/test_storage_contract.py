@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from corelay.base import Param
 from corelay.io.storage import NoDataSource, NoDataTarget
 from tests.backends import Backend
 from tests.cases import assert_same_tree
@@ -89,7 +90,8 @@ def test_at_returns_view_and_leaves_original(backend: Backend, store_path: Path)
         fixed["b"] = 2  # upstream wrote this to 'a'
         other = fixed.at(data_key="c")
         other.write(3)
-        assert vars(fixed)["data_key"] == "a"
+        assert fixed.collect_attr(Param)["data_key"] == "a"
+        assert storage.collect_attr(Param)["data_key"] is None  # still unset
         assert type(other) is type(storage)
         assert (fixed.read(), storage["b"], other.read()) == (1, 2, 3)
 

@@ -1,50 +1,57 @@
-"""Declarations of typed keyword parameters."""
+"""Parameters: the slots that configure processors and storages."""
 
-from typing import Any
+from typing import TypeVar
+
+from corelay.plugboard import Slot
 
 __all__ = ["Param"]
 
+T = TypeVar("T")
 
-class Param:
-    """Declares a keyword parameter of a :class:`~corelay.plugboard.Plugboard` subclass.
 
-    Used as metadata of an annotated class attribute, for example
-    ``data_key: Annotated[str | None, Param(str)]``.
+class Param(Slot[T]):
+    """A parameter of a :class:`~corelay.plugboard.Plugboard` subclass (a processor, a storage).
+
+    Declared as ``name: Annotated[T, Param(T, default)]``. Besides being a
+    :class:`~corelay.plugboard.Slot`, a parameter says how a processor takes and uses it.
 
     Args:
-        dtype: The type (or tuple of types) a value must be an instance of.
-        default: The value the parameter has when it is not given. ``None`` is always accepted
-            when it is the default.
+        dtype: The type, or tuple of types, a value must be an instance of.
+        default: The value when none is given; ``None`` if there is none.
+        mandatory: Drop ``default``: the parameter must be given.
+        positional: A processor's constructor takes it as a positional argument too (in
+            declaration order among the positional parameters).
+        identifier: It identifies what a processor computes: it is part of the metadata its
+            cached outputs are keyed by.
+
+    Raises:
+        TypeError: ``dtype`` is not a type or a tuple of types, or ``default`` is not one of them.
     """
 
-    __slots__ = ("default", "dtype")
+    def __init__(
+        self,
+        dtype: type[T] | tuple[type[T], ...],
+        default: T | None = None,
+        mandatory: bool = False,
+        positional: bool = False,
+        identifier: bool = False,
+    ) -> None:
+        super().__init__(dtype, None if mandatory else default)
+        self._mandatory = mandatory
+        self._positional = positional
+        self._identifier = identifier
 
-    def __init__(self, dtype: type | tuple[type, ...], default: Any = None) -> None:
-        self.dtype = dtype
-        self.default = default
+    @property
+    def is_mandatory(self) -> bool:
+        """Whether the parameter was declared mandatory (its default dropped)."""
+        return self._mandatory
 
-    def check(self, owner: str, name: str, value: object) -> None:
-        """Raises :class:`TypeError` if ``value`` is not acceptable for this parameter.
+    @property
+    def is_positional(self) -> bool:
+        """Whether a processor's constructor takes the parameter as a positional argument."""
+        return self._positional
 
-        Args:
-            owner: The name of the class the parameter belongs to, for the message.
-            name: The name of the parameter, for the message.
-            value: The value to check.
-
-        Raises:
-            TypeError: ``value`` is not an instance of :attr:`dtype` (nor the ``None`` default).
-        """
-        if value is None and self.default is None:
-            return
-        if not isinstance(value, self.dtype):
-            expected = (
-                " or ".join(t.__name__ for t in self.dtype)
-                if isinstance(self.dtype, tuple)
-                else self.dtype.__name__
-            )
-            raise TypeError(
-                f"{owner}.{name} must be {expected}, not {type(value).__name__} ({value!r})"
-            )
-
-    def __repr__(self) -> str:
-        return f"Param({self.dtype!r}, default={self.default!r})"
+    @property
+    def is_identifier(self) -> bool:
+        """Whether the parameter identifies what a processor computes (it keys cached outputs)."""
+        return self._identifier

@@ -28,7 +28,7 @@ from corelay.io.tree import (
     TreeInput,
     validate,
 )
-from corelay.plugboard import Plugboard
+from corelay.plugboard import Plugboard, SlotValueError
 
 __all__ = [
     "DataStorageBase",
@@ -231,9 +231,27 @@ class NoStorage(DataStorageBase):
         """Returns this storage: a NoStorage has no parameters that could differ.
 
         Args:
-            **kwargs: Ignored, so that ``storage[key]`` raises what reading and writing raise.
+            **kwargs: None accepted.
+
+        Raises:
+            TypeError: Any keyword argument: a NoStorage has no parameters.
         """
+        for name in kwargs:
+            raise TypeError(f"NoStorage has no parameter {name!r}; parameters: none")
         return self
+
+    # A key addresses nothing here: reading and writing raise what they always raise.
+    def __getitem__(self, key: str) -> Any:
+        """Raises :class:`NoDataSource`: nothing is ever stored."""
+        raise NoDataSource()
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Raises :class:`NoDataTarget`: nothing can be stored."""
+        raise NoDataTarget()
+
+    def __contains__(self, key: str) -> bool:
+        """Raises :class:`NoDataSource`: there is no store to look in."""
+        raise NoDataSource()
 
 
 @typechecked
@@ -244,15 +262,22 @@ class _FileStorage(DataStorageBase):
     them for one file format with ``_read_key``, ``_write_key`` and ``_has_key``.
     """
 
-    data_key: Annotated[str | None, Param(str)]
-    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address."""
+    data_key: Annotated[str, Param(str)]
+    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address.
+
+    A :class:`~corelay.base.Param`: read on the class, it is the parameter; assigning a value
+    that is not a ``str`` is a :class:`TypeError`; reading it before it is set is a
+    :class:`TypeError` too.
+    """
 
     _format: ClassVar[str]
 
     def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
         self.mode: Mode = _check_mode(mode)
         """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
-        super().__init__(data_key=data_key, **kwargs)
+        if data_key is not None:
+            kwargs["data_key"] = data_key
+        super().__init__(**kwargs)
         if data_key is not None:
             split_key(data_key)
         if mode == "r" and not os.path.exists(path):
@@ -271,6 +296,16 @@ class _FileStorage(DataStorageBase):
 
     @abstractmethod
     def _has_key(self, key: str, names: list[str]) -> bool: ...
+
+    def _key(self) -> str | None:
+        try:
+            return self.data_key
+        except SlotValueError:  # not set, no default
+            return None
+
+    def __bool__(self) -> bool:
+        """Tells whether the storage is open: ``False`` once it is closed."""
+        return not self._closed()
 
     def _checked(self, key: str | None) -> tuple[str, list[str]]:
         if self._closed():
@@ -304,7 +339,7 @@ class _FileStorage(DataStorageBase):
         Returns:
             The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
         """
-        return self._read_key(*self._checked(self.data_key))
+        return self._read_key(*self._checked(self._key()))
 
     def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
         """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
@@ -322,7 +357,7 @@ class _FileStorage(DataStorageBase):
             ValueError: The storage is closed, the key or a dict key is invalid, or a group on
                 the key's path is a dataset.
         """
-        self._write_checked(self.data_key, data_out)
+        self._write_checked(self._key(), data_out)
 
     def exists(self) -> bool:
         """Tells whether data is stored at :attr:`data_key`.
@@ -331,7 +366,7 @@ class _FileStorage(DataStorageBase):
             TypeError: No data_key is set.
             ValueError: The storage is closed, or the key is invalid.
         """
-        return self._has_key(*self._checked(self.data_key))
+        return self._has_key(*self._checked(self._key()))
 
     # Faster than the base class's view made with at(), and the same.
     def __getitem__(self, key: str) -> Any:
