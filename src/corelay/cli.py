@@ -15,6 +15,7 @@ from typing import NamedTuple, TextIO
 
 from pydantic import JsonValue
 
+from corelay import _installed
 from corelay.io.describe import (
     ContainerDescription,
     Description,
@@ -323,11 +324,32 @@ def _run_demo(path: Path, temporary: bool) -> int:
 # ---------------------------------------------------------------------------------- main
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version, and which ``corelay.io.storage`` is the one in use."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print("\n".join(_installed.report(_installed.installation())))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect and validate corelay storage files (HDF5 or pickle), write the "
         "JSON Schemas of the stored tree, and run a demo.",
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="print the version, which corelay.io.storage is in use, and whether corelay 1.0.0 "
+        "is installed too, then exit",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
