@@ -12,6 +12,13 @@ import pytest
 from corelay.base import Param
 from corelay.plugboard import Plug, Plugboard, Slot, SlotDefaults, SlotValueError
 
+NOTHING: Any = None
+
+
+def wrong(value: object) -> Any:
+    """Returns ``value`` typed Any: the calls below pass wrong types on purpose."""
+    return value
+
 
 class Settings(Plugboard):
     name: Annotated[str, Param(str)]
@@ -72,7 +79,7 @@ def test_unset_mandatory_is_type_error() -> None:
     with pytest.raises(TypeError, match=r"Settings\.name is not set and has no default"):
         _ = settings.name
     with pytest.raises(SlotValueError, match=r"Settings\.name is not set"):
-        settings.name = None  # type: ignore[assignment]
+        settings.name = NOTHING
 
 
 def test_type_errors_name_class_slot_and_value() -> None:
@@ -82,7 +89,7 @@ def test_type_errors_name_class_slot_and_value() -> None:
         MoreSettings(ratio="x")
     settings = Settings(name="a")
     with pytest.raises(TypeError, match=r"Settings\.size must be int"):
-        settings.size = "4"  # type: ignore[assignment]
+        settings.size = wrong("4")
     assert settings.size == 3  # a refused value changes nothing
 
 
@@ -92,7 +99,7 @@ def test_unknown_keywords() -> None:
     ):
         Settings(untracked=1)
     with pytest.raises(TypeError):
-        Plugboard(1)  # type: ignore[call-arg]
+        Plugboard(*[1])
 
 
 def test_unknown_keywords_go_to_the_next_class() -> None:
@@ -152,7 +159,7 @@ def test_instance_default_errors() -> None:
     with pytest.raises(AttributeError):
         _ = settings.default.missing
     with pytest.raises(TypeError, match="mapping"):
-        settings.default = 3  # type: ignore[assignment]
+        settings.default = wrong(3)
     assert settings.default.name is None  # no default anywhere
 
 
@@ -193,14 +200,14 @@ def test_at_copies_plugs_and_leaves_original() -> None:
 
 def test_slot_declaration_checks() -> None:
     with pytest.raises(TypeError, match="dtype must be a type"):
-        Param("monkey")  # type: ignore[arg-type]
+        Param(wrong("monkey"))
     with pytest.raises(TypeError, match="dtype must be a type"):
         Param(())
     five: Any = 5
     with pytest.raises(TypeError, match="default must be str, not int"):
         Slot(str, five)
     with pytest.raises(TypeError):
-        Slot(monkey="banana")  # type: ignore[call-overload]
+        Slot(**{"monkey": wrong("banana")})
     assert Param(int, 5, mandatory=True).default is None
     assert Param(int, 5, mandatory=True).is_mandatory
 
@@ -231,10 +238,10 @@ def test_function_slots_accept_every_kind_of_function() -> None:
 
     functions: list[object] = [len, np.add, "".join, identity, (lambda: 0), board.collect]
     for function in functions:
-        board.function = function  # type: ignore[assignment]
+        board.function = wrong(function)
         assert board.function is function
     with pytest.raises(TypeError):
-        board.function = 3  # type: ignore[assignment]
+        board.function = wrong(3)
 
 
 def test_plug_values_fall_back_in_order() -> None:
@@ -282,3 +289,71 @@ def test_calling_a_slot_makes_a_plug() -> None:
 def test_repr_is_a_sphinx_reference() -> None:
     assert repr(Param(int)) == "~corelay.base.Param"
     assert repr(Slot()) == "~corelay.plugboard.Slot"
+
+
+class Step(Plugboard):
+    scale: Annotated[int, Param(int, 1, identifier=True)]
+
+
+class StepPlug(Plug[Step]):
+    """Converts ints to steps, through the base class's property setter, as corelay's TaskPlug."""
+
+    def __init__(self, slot: Slot[Step], obj: Step | int | None = None) -> None:
+        super().__init__(slot, obj=Step(scale=obj) if isinstance(obj, int) else obj)
+
+    @property
+    def obj(self) -> Step:
+        step: Step = super().obj
+        return step
+
+    @obj.setter
+    def obj(self, value: Step | int | None) -> None:
+        vars(Plug)["obj"].fset(self, Step(scale=value) if isinstance(value, int) else value)
+
+    @obj.deleter
+    def obj(self) -> None:
+        vars(Plug)["obj"].fset(self, None)
+
+
+class StepSlot(Slot[Step]):
+    """Overrides the default property and sets ``_default`` itself, as corelay's Task does."""
+
+    def __init__(self, default: Step | int) -> None:
+        super().__init__(Step, Step(scale=default) if isinstance(default, int) else default)
+
+    @property
+    def default(self) -> Step | None:
+        step: Step | None = super().default
+        return step
+
+    @default.setter
+    def default(self, value: Step | int | None) -> None:
+        self._default = Step(scale=value) if isinstance(value, int) else value
+        self._consistent()
+
+    @default.deleter
+    def default(self) -> None:
+        self._default = None
+
+    def __call__(self, obj: Step | int | None = None, default: Step | None = None) -> StepPlug:
+        return StepPlug(self, obj=obj)
+
+
+class Chain(Plugboard):
+    first: Annotated[Step, StepSlot(default=2)]
+
+
+def test_subclasses_built_as_corelays_tasks_work() -> None:
+    chain = Chain()
+    assert chain.first.scale == 2
+    chain.first = wrong(5)  # converted, as corelay converts callables to processors
+    assert chain.first.scale == 5
+    del chain.first
+    assert chain.first.scale == 2
+    assert isinstance(vars(chain)["first"], StepPlug)
+    slot: StepSlot = vars(Chain)["first"]
+    slot.default = 7
+    assert Chain().first.scale == 7
+    with pytest.raises(TypeError):
+        slot.default = wrong("x")
+    assert list(chain.collect_attr(StepSlot)) == ["first"]  # as pipelines collect their tasks
