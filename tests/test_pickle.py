@@ -676,7 +676,6 @@ _CRAFTED: list[tuple[str, object]] = [
     ("array-short-data", _CraftedArray((1, (10**6,), np.dtype("f8"), False, b"tiny"))),
     ("array-negative-shape", _CraftedArray((1, (-1,), np.dtype("f8"), False, b""))),
     ("array-object-data", _CraftedArray((1, (1,), np.dtype("f8"), False, [1.0]))),
-    ("array-of-dtype-object", _CraftedArray((1, (1,), np.dtype("O"), False, b"\x00" * 8))),
 ]
 
 
@@ -686,3 +685,13 @@ def test_crafted_numpy_states_never_reach_numpy(tmp_path: Path, crafted: object)
     path.write_bytes(pickle.dumps({"data": [crafted], "key": "k"}, protocol=4))
     with PickleStorage(path, "r") as storage, pytest.raises(_pickle.CorruptRecordError):
         storage["k"]
+
+
+def test_an_object_array_is_refused_as_unsafe_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "crafted.pkl"
+    crafted = _CraftedArray((1, (1,), np.dtype("O"), False, b"\x00" * 8))
+    path.write_bytes(pickle.dumps({"data": [crafted], "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        with pytest.raises(_pickle.RefusedValueError, match=r"data\[0\]: refused an object ar"):
+            storage["k"]
+        assert not issubclass(_pickle.RefusedValueError, _pickle.CorruptRecordError)
