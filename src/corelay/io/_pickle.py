@@ -372,7 +372,7 @@ class _Reader:
                     raise type(error)(f"{_path(frame, label)}: {error}") from None
                 self.made[id(value)] = made
             value = made
-        elif isinstance(value, _DTypeSpec | _NdarrayClass | _Function) or value is _NdarrayClass:
+        elif isinstance(value, type | _DTypeSpec | _Function):  # what only builds leaves
             raise CorruptRecordError(f"{_path(frame, label)}: a bare dtype, class or function")
         if self.checked:
             self.check(value, frame, label)
