@@ -695,3 +695,79 @@ def test_an_object_array_is_refused_as_unsafe_not_corrupt(tmp_path: Path) -> Non
         with pytest.raises(_pickle.RefusedValueError, match=r"data\[0\]: refused an object ar"):
             storage["k"]
         assert not issubclass(_pickle.RefusedValueError, _pickle.CorruptRecordError)
+
+
+# -------------------------------------------------- plain values of corelay 1.0.0 pickle files
+
+
+def _plain_values() -> dict[str, Any]:
+    """What ``tests/fixtures/upstream/make_pickle_values.py`` wrote, as this library reads it."""
+    return {
+        "int_keys": OrderedDict([(0, np.arange(3)), (1, "one"), (2, 2.5)]),
+        "set": {1, 2, 3},
+        "frozenset": frozenset({"a", "b"}),
+        "nested": OrderedDict(
+            [("counts", OrderedDict([(0, 5), (7, 1)])), ("labels", {"x", "y"}), ("pair", (1, {2}))]
+        ),
+        "other_keys": OrderedDict(
+            [((0, 1), "tuple"), (1.5, "float"), (None, "none"), (b"raw", "bytes")]
+        ),
+        "numpy_keys": OrderedDict([(np.int64(3), "three"), (np.float32(0.5), "half")]),
+        "after": np.arange(4),
+    }
+
+
+def _assert_same_plain(value: Any, expected: Any, where: str) -> None:
+    assert type(value) is type(expected), where
+    if isinstance(expected, dict):
+        pairs = list(cast("dict[object, object]", value).items())
+        expected_pairs = list(cast("dict[object, object]", expected).items())
+        assert [type(key) for key, _ in pairs] == [type(key) for key, _ in expected_pairs], where
+        assert [key for key, _ in pairs] == [key for key, _ in expected_pairs], where
+        for (key, item), (_, expected_item) in zip(pairs, expected_pairs, strict=True):
+            _assert_same_plain(item, expected_item, f"{where}[{key!r}]")
+    elif isinstance(expected, tuple):
+        assert len(value) == len(expected), where
+        for index, (item, expected_item) in enumerate(zip(value, expected, strict=True)):
+            _assert_same_plain(item, expected_item, f"{where}[{index}]")
+    elif isinstance(expected, np.ndarray):
+        assert_same_tree(value, expected, where)
+    else:
+        assert value == expected, where
+
+
+def test_reads_plain_values_of_corelay_1_0_0_files() -> None:
+    with _open_quietly(FIXTURES / "picklestorage_values.pkl", "r") as storage:
+        assert list(storage.keys()) == [*list(_plain_values())[:-1], "object_array", "after"]
+        for key, expected in _plain_values().items():
+            _assert_same_plain(storage[key], expected, key)
+
+
+def test_object_arrays_of_corelay_1_0_0_files_are_refused_as_unsafe() -> None:
+    with _open_quietly(FIXTURES / "picklestorage_values.pkl", "r") as storage:
+        with pytest.raises(_pickle.RefusedValueError) as caught:
+            storage["object_array"]
+        message = str(caught.value)
+        assert "refused an object array" in message
+        assert "safely" in message
+        assert "picklestorage_values.pkl" in message
+        assert not isinstance(caught.value, _pickle.CorruptRecordError)
+        assert_same_tree(storage["after"], np.arange(4))  # the records after it still read
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({frozenset({1}): 1}, "dict key frozenset({1}) of type frozenset"),
+        ({((1,),): 1}, "a tuple within a tuple"),
+        ({1: 1, "a/b": 2}, "invalid dict key"),
+        ({b"x": bytearray(b"y")}, "unsupported type bytearray"),
+    ],
+    ids=["frozenset-key", "nested-tuple-key", "bad-str-key", "bytearray"],
+)
+def test_plain_values_beyond_these_are_refused(tmp_path: Path, data: Any, problem: str) -> None:
+    path = tmp_path / "store.pkl"
+    path.write_bytes(_record("k", data, protocol=5))
+    with PickleStorage(path, "r") as storage:
+        with pytest.raises(_pickle.CorruptRecordError, match=re.escape(problem)):
+            storage["k"]

@@ -263,7 +263,7 @@ class TreeUnpickler(pickle.Unpickler):
         if allowed is None:
             raise RefusedGlobalError(
                 f"refused to load global '{module_name}.{global_name}' ({self._where}): a "
-                "stored tree needs only NumPy arrays and scalars, complex and OrderedDict"
+                "stored tree needs only NumPy arrays and scalars, complex, OrderedDict and sets"
             )
         return allowed
 
