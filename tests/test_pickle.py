@@ -727,8 +727,9 @@ def _assert_same_plain(value: Any, expected: Any, where: str) -> None:
         for (key, item), (_, expected_item) in zip(pairs, expected_pairs, strict=True):
             _assert_same_plain(item, expected_item, f"{where}[{key!r}]")
     elif isinstance(expected, tuple):
-        assert len(value) == len(expected), where
-        for index, (item, expected_item) in enumerate(zip(value, expected, strict=True)):
+        items = cast("tuple[object, ...]", value)
+        expected_items = cast("tuple[object, ...]", expected)
+        for index, (item, expected_item) in enumerate(zip(items, expected_items, strict=True)):
             _assert_same_plain(item, expected_item, f"{where}[{index}]")
     elif isinstance(expected, np.ndarray):
         assert_same_tree(value, expected, where)
@@ -768,6 +769,8 @@ def test_object_arrays_of_corelay_1_0_0_files_are_refused_as_unsafe() -> None:
 def test_plain_values_beyond_these_are_refused(tmp_path: Path, data: Any, problem: str) -> None:
     path = tmp_path / "store.pkl"
     path.write_bytes(_record("k", data, protocol=5))
-    with PickleStorage(path, "r") as storage:
-        with pytest.raises(_pickle.CorruptRecordError, match=re.escape(problem)):
-            storage["k"]
+    with (
+        PickleStorage(path, "r") as storage,
+        pytest.raises(_pickle.CorruptRecordError, match=re.escape(problem)),
+    ):
+        storage["k"]

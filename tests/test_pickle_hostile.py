@@ -1,5 +1,7 @@
 """PickleStorage under crafted records: bounded time and memory, documented errors only."""
 
+import contextlib
+import os
 import pickle
 import struct
 import time
@@ -7,15 +9,17 @@ import tracemalloc
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from corelay.cli import main
 from corelay.io import _pickle
-from corelay.io.describe import describe_file, find_problems
-from corelay.io.storage import PickleStorage
+from corelay.io.describe import NotAStorageFileError, describe_file, find_problems
+from corelay.io.storage import NoDataSource, PickleStorage
 from tests.cases import assert_same_tree
 
 # ---------------------------------------------------------------------------- record builders
@@ -59,13 +63,22 @@ def _write(path: Path, raw: bytes) -> Path:
     return path
 
 
-def _nested_depth(value: Any) -> int:
+def _nested_depth(value: object) -> int:
     depth = 0
     while isinstance(value, dict):
         depth += 1
-        value = value["a"]
+        value = cast("dict[str, object]", value)["a"]
     assert value is None
     return depth
+
+
+def _load_unchecked(path: Path, key: str) -> object:
+    """What ``corelay-io inspect`` loads: the record's value, not checked to be a stored tree."""
+    records = _pickle.RecordFile(path, "r")
+    try:
+        return records.load(key, checked=False)
+    finally:
+        records.file.close()
 
 
 # ------------------------------------------------------------------------ shared structure
@@ -80,9 +93,11 @@ def test_shared_structure_is_refused_within_seconds(
     start = time.monotonic()
     tracemalloc.start()
     try:
-        with PickleStorage(path, "r") as storage:
-            with pytest.raises(_pickle.CorruptRecordError, match="shared structure"):
-                storage["k"]
+        with (
+            PickleStorage(path, "r") as storage,
+            pytest.raises(_pickle.CorruptRecordError, match="shared structure"),
+        ):
+            storage["k"]
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -145,7 +160,7 @@ def test_a_container_holding_itself_is_refused(tmp_path: Path, opcodes: bytes) -
         with pytest.raises(_pickle.CorruptRecordError, match="contains itself"):
             storage["k"]
         with pytest.raises(_pickle.CorruptRecordError, match="contains itself"):
-            storage._records.load("k", checked=False)
+            _load_unchecked(path, "k")
     assert "contains itself" in dict(find_problems(describe_file(path)))["k"]
 
 
@@ -239,19 +254,21 @@ def test_a_frame_beyond_the_file_allocates_nothing(tmp_path: Path) -> None:
 def test_deep_trees_read_back(tmp_path: Path, depth: int) -> None:
     path = _write(tmp_path / "deep.pkl", _record_of(_nested_dicts(depth)))
     with PickleStorage(path, "r") as storage:
-        value = storage["k"]
-        assert isinstance(value, OrderedDict)
-        assert _nested_depth(value) == depth
-        unchecked = storage._records.load("k", checked=False)
+        value: object = storage["k"]
+        assert type(value) is OrderedDict  # every dict of the tree, as the depth walk checks
+        assert _nested_depth(storage["k"]) == depth
+        unchecked = _load_unchecked(path, "k")
         assert _nested_depth(unchecked) == depth
 
 
 def test_deep_trees_report_their_path(tmp_path: Path) -> None:
     opcodes = b"](" * 3 + b"c" + b"numpy\ndtype\n" + b"e" * 3
     path = _write(tmp_path / "deep.pkl", _record_of(opcodes))
-    with PickleStorage(path, "r") as storage:
-        with pytest.raises(_pickle.CorruptRecordError, match=r"data\[0\]\[0\]\[0\]: a bare"):
-            storage["k"]
+    with (
+        PickleStorage(path, "r") as storage,
+        pytest.raises(_pickle.CorruptRecordError, match=r"data\[0\]\[0\]\[0\]: a bare"),
+    ):
+        storage["k"]
 
 
 def test_a_deep_tree_written_reads_back(tmp_path: Path) -> None:
@@ -279,9 +296,8 @@ def test_build_on_a_global_changes_nothing(tmp_path: Path, name: bytes) -> None:
     state_dict = b"}" + _text("marker") + b"K\x01s"  # {'marker': 1}
     for build in (state, state_dict):
         path = _write(tmp_path / "build.pkl", _record_of(b"c" + name + build + b"b"))
-        with PickleStorage(path, "r") as storage:
-            with pytest.raises(_pickle.CorruptRecordError):
-                storage["k"]
+        with PickleStorage(path, "r") as storage, pytest.raises(_pickle.CorruptRecordError):
+            storage["k"]
     module, global_name = name.decode().split()
     resolved = _pickle.ALLOWED_GLOBALS[module, global_name]
     assert not hasattr(resolved, "marker")
@@ -290,3 +306,97 @@ def test_build_on_a_global_changes_nothing(tmp_path: Path, name: bytes) -> None:
         storage["a"] = np.arange(3)
     with PickleStorage(tmp_path / "ok.pkl", "r") as storage:
         assert_same_tree(storage["a"], np.arange(3))
+
+
+# ------------------------------------------------------------------------------ fuzzing
+
+_FUZZ_EXAMPLES = int(os.environ.get("CORELAY_PICKLE_FUZZ_EXAMPLES", "150"))
+
+
+def _seed_records() -> list[bytes]:
+    """Records of every shape the reader meets: ours, corelay 1.0.0's, and crafted ones."""
+    tree = {"a": np.arange(6, dtype=">i4").reshape(2, 3), "b": [1.5, "x", b"y"], "c": (None, 1j)}
+    plain = {"ints": {0: np.float32(1.5), 1: "one"}, "set": {1, 2}, "frozen": frozenset("ab")}
+    records = [
+        pickle.dumps({"data": tree, "key": f"p{protocol}"}, protocol=protocol)
+        for protocol in (0, 2, 4, 5)
+    ]
+    records.append(pickle.dumps({"data": plain, "key": "plain"}, protocol=4))
+    records.append(_record_of(_tuple_dag(12), "dag"))
+    records.append(_record_of(_nested_dicts(50), "deep"))
+    records.append(_record_of(b"]\x94h\x00a", "cycle"))
+    return records
+
+
+# Opcodes worth splicing in: memo traffic, big declared sizes, stack shuffles, calls.
+_SPLICES = [
+    b"r" + struct.pack("<I", 1 << 28),  # LONG_BINPUT 2**28
+    b"j" + struct.pack("<I", 0),  # LONG_BINGET 0
+    b"h\x00",  # BINGET 0
+    b"h\x01",  # BINGET 1
+    b"\x94",  # MEMOIZE
+    b"\x95" + struct.pack("<Q", 1 << 40),  # FRAME 2**40
+    b"\x8e" + struct.pack("<Q", 1 << 40),  # BINBYTES8 2**40
+    b"\x8b" + struct.pack("<i", 0x7FFFFFFF),  # LONG4
+    b"2",  # DUP
+    b"0",  # POP
+    b"\x86",  # TUPLE2
+    b"R",  # REDUCE
+    b"b",  # BUILD
+    b"a",  # APPEND
+    b"s",  # SETITEM
+    b"(",  # MARK
+    b"e",  # APPENDS
+    b"\x90",  # ADDITEMS
+    b"cnumpy\ndtype\n",  # GLOBAL numpy dtype
+    b"c_codecs\nencode\n",  # GLOBAL _codecs encode
+    b"cbuiltins\nset\n",  # GLOBAL builtins set
+]
+
+
+@st.composite
+def _mutated_files(draw: st.DrawFn) -> bytes:
+    seeds = _seed_records()
+    chosen = draw(st.lists(st.sampled_from(range(len(seeds))), min_size=1, max_size=3))
+    content = bytearray(b"".join(seeds[index] for index in chosen))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(content)))
+        action = draw(st.sampled_from(["flip", "insert", "delete", "splice", "truncate"]))
+        if action == "flip" and position < len(content):
+            content[position] = draw(st.integers(0, 255))
+        elif action == "insert":
+            content[position:position] = draw(st.binary(min_size=1, max_size=8))
+        elif action == "delete":
+            del content[position : position + draw(st.integers(1, 8))]
+        elif action == "splice":
+            content[position:position] = draw(st.sampled_from(_SPLICES))
+        elif action == "truncate":
+            del content[position:]
+    return bytes(content)
+
+
+@settings(
+    max_examples=_FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(raw=_mutated_files())
+def test_mutated_records_give_a_value_or_a_documented_error(tmp_path: Path, raw: bytes) -> None:
+    """Every outcome of opening, reading and describing is a value or a documented error."""
+    path = tmp_path / "fuzzed.pkl"
+    path.write_bytes(raw)
+    start = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a torn tail is one possible outcome
+        try:
+            with PickleStorage(path, "r") as storage:
+                for key in list(storage.keys()):
+                    with contextlib.suppress(pickle.UnpicklingError, NoDataSource):
+                        storage[key]
+                    with contextlib.suppress(pickle.UnpicklingError):
+                        _load_unchecked(path, key)
+        except pickle.UnpicklingError:
+            pass
+        with contextlib.suppress(NotAStorageFileError):
+            find_problems(describe_file(path))
+    assert time.monotonic() - start < 10
