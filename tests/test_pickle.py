@@ -654,11 +654,12 @@ def test_damaged_files_fail_cleanly(
 
 
 class _CraftedDType:
-    def __init__(self, state: tuple[object, ...]) -> None:
+    def __init__(self, state: tuple[object, ...], name: str = "f8") -> None:
         self.state = state
+        self.name = name
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (np.dtype, ("f8", False, True), self.state)
+        return (np.dtype, (self.name, False, True), self.state)
 
 
 class _CraftedArray:
@@ -676,6 +677,14 @@ _CRAFTED: list[tuple[str, object]] = [
     ("array-short-data", _CraftedArray((1, (10**6,), np.dtype("f8"), False, b"tiny"))),
     ("array-negative-shape", _CraftedArray((1, (-1,), np.dtype("f8"), False, b""))),
     ("array-object-data", _CraftedArray((1, (1,), np.dtype("f8"), False, [1.0]))),
+    ("array-huge-dimension", _CraftedArray((1, (0, 2**70), np.dtype("f8"), False, b""))),
+    ("array-65-dimensions", _CraftedArray((1, (0,) * 65, np.dtype("f8"), False, b""))),
+    (
+        "dtype-huge-string",
+        _CraftedArray(
+            (1, (0,), _CraftedDType((3, "|", None, None, None, 2**40, 1, 0), "S1"), False, b"")
+        ),
+    ),
 ]
 
 

@@ -165,7 +165,10 @@ def _make_dtype(spec: object) -> np.dtype[Any]:
     if base.kind in "SU":
         if not isinstance(size, int) or size < 0 or (base.kind == "U" and size % 4):
             raise CorruptRecordError(f"item size {size!r} of a string dtype in a record")
-        base = np.dtype(f"{base.kind}{size // 4 if base.kind == 'U' else size}")
+        try:  # NumPy refuses item sizes beyond what an int32 holds
+            base = np.dtype(f"{base.kind}{size // 4 if base.kind == 'U' else size}")
+        except (TypeError, ValueError, OverflowError):
+            raise CorruptRecordError(f"item size {size} of a string dtype in a record") from None
     return base.newbyteorder(byteorder) if byteorder in ("<", ">") else base
 
 
@@ -190,7 +193,10 @@ def _make_array(spec: _ArraySpec) -> np.ndarray[Any, Any]:
     array = np.frombuffer(buffer, dtype=dtype, count=count)
     if not array.flags.writeable:  # from bytes (protocols 0 to 4): arrays read back writable
         array = array.copy()
-    return array.reshape(dims, order="F" if fortran is True else "C")
+    try:  # an empty array may declare more or larger dimensions than NumPy has
+        return array.reshape(dims, order="F" if fortran is True else "C")
+    except (ValueError, OverflowError):
+        raise CorruptRecordError(f"array shape {dims} in a record") from None
 
 
 def _make_scalar(spec: _ScalarSpec) -> "np.generic[Any]":
