@@ -654,11 +654,13 @@ def test_damaged_files_fail_cleanly(
 
 
 class _CraftedDType:
-    def __init__(self, state: tuple[object, ...], name: str = "f8") -> None:
+    def __init__(self, state: tuple[object, ...] | None, name: str = "f8") -> None:
         self.state = state
         self.name = name
 
     def __reduce__(self) -> tuple[object, ...]:
+        if self.state is None:  # no BUILD: the dtype as NumPy names it
+            return (np.dtype, (self.name, False, True))
         return (np.dtype, (self.name, False, True), self.state)
 
 
@@ -783,3 +785,58 @@ def test_plain_values_beyond_these_are_refused(tmp_path: Path, data: Any, proble
         pytest.raises(_pickle.CorruptRecordError, match=re.escape(problem)),
     ):
         storage["k"]
+
+
+_DTYPE_NAMES = ["f8", "i4", "u1", "b1", "c16", "S1", "U1", "O8", "V8", "M8", "08", "f2"]
+
+
+@settings(max_examples=int(os.environ.get("CORELAY_PICKLE_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(
+    shape=st.one_of(
+        st.lists(st.integers(-2, 2**70) | st.booleans(), max_size=70).map(tuple),
+        st.none(),
+        st.integers(),
+    ),
+    name=st.sampled_from(_DTYPE_NAMES),
+    state=st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from(["<", ">", "|", "=", "?"]),
+            st.none(),
+            st.none(),
+            st.none(),
+            st.integers(-8, 2**42),
+            st.integers(-1, 16),
+            st.integers(0, 64),
+        ),
+    ),
+    data=st.binary(max_size=64) | st.none(),
+    fortran=st.booleans(),
+)
+def test_crafted_array_states_give_an_array_or_corrupt_record_error(
+    tmp_path_factory: pytest.TempPathFactory,
+    shape: object,
+    name: str,
+    state: tuple[object, ...] | None,
+    data: bytes | None,
+    fortran: bool,
+) -> None:
+    crafted = _CraftedArray((1, shape, _CraftedDType(state, name), fortran, data))
+    path = tmp_path_factory.mktemp("crafted") / "crafted.pkl"
+    path.write_bytes(pickle.dumps({"data": crafted, "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        try:
+            value = storage["k"]
+        except (_pickle.CorruptRecordError, _pickle.RefusedValueError):
+            return
+    assert isinstance(value, np.ndarray)
+    assert value.nbytes == len(data or b"")
+
+
+def test_a_crafted_array_state_that_is_sound_reads_back(tmp_path: Path) -> None:
+    crafted = _CraftedArray((1, (2, 1), _CraftedDType(None, "i4"), True, b"\x01\0\0\0\x02\0\0\0"))
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(pickle.dumps({"data": crafted, "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        assert_same_tree(storage["k"], np.array([[1], [2]], dtype=np.int32))
