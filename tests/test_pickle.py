@@ -771,7 +771,7 @@ def test_object_arrays_of_corelay_1_0_0_files_are_refused_as_unsafe() -> None:
     ("data", "problem"),
     [
         ({frozenset({1}): 1}, "dict key frozenset({1}) of type frozenset"),
-        ({((1,),): 1}, "a tuple within a tuple"),
+        ({((1,),): 1}, "a dict key is a tuple within a tuple"),
         ({1: 1, "a/b": 2}, "invalid dict key"),
         ({b"x": bytearray(b"y")}, "unsupported type bytearray"),
     ],

@@ -13,9 +13,19 @@ record, straight from the file. Unpickling every record on open would be simpler
 every array of the file to learn its keys.
 
 Loading never executes code: :class:`TreeUnpickler` resolves only the globals that stored trees
-need (NumPy array, dtype and scalar reconstruction, ``complex`` and ``OrderedDict``), from a
-fixed table, without importing anything; any other global is refused with
-:class:`RefusedGlobalError`, naming it.
+need (NumPy array, dtype and scalar reconstruction, ``complex``, ``OrderedDict``, and ``set``
+for corelay 1.0.0 files), from a fixed table, without importing anything; any other global is
+refused with :class:`RefusedGlobalError`, naming it, and an object array with
+:class:`RefusedValueError`.
+
+Loading takes work and memory in proportion to the record, however it was crafted. Before the
+unpickler reads a record, its opcodes are walked again (metadata only): memo indexes beyond the
+opcodes walked, and frames or lengths beyond the end of the file, are refused, so the
+unpickler's memo and reads stay within the file's size. The loaded value is then turned into
+the returned tree by :func:`read_form`, without recursion (any depth reads back): a container
+that contains itself is refused, and a container the record holds more than once is copied,
+within a budget of nodes proportional to the record's opcodes; a record beyond it (a chain of
+reused containers, which doubles the tree at every link) is refused as shared structure.
 
 Writing uses pickle protocol 5, in band: a contiguous array is written straight from its memory
 (no copy) and read back into one buffer that becomes the array (no copy). Each record is
@@ -396,11 +406,16 @@ class _Reader:
     def key(self, key: object, frame: _Frame, what: str) -> object:
         """A dict key or set member, checked hashable and plain; NumPy scalars are made."""
         if isinstance(key, _ScalarSpec):
-            return self.leaf(key, frame, key)
+            return self.leaf(key, frame, what)
         if type(key) is tuple:
             members = cast("tuple[object, ...]", key)
             self.count(len(members))
-            return tuple(self.key(member, frame, what) for member in members if self.flat(member))
+            if any(type(member) is tuple for member in members):
+                raise CorruptRecordError(
+                    f"not a stored tree: {_container_path(frame)}: a {what} is a tuple within "
+                    "a tuple"
+                )
+            return tuple(self.key(member, frame, what) for member in members)
         if self.checked and type(key) not in _KEY_TYPES:
             raise CorruptRecordError(
                 f"not a stored tree: {_container_path(frame)}: {what} {key!r} of type "
@@ -408,18 +423,12 @@ class _Reader:
             )
         return key
 
-    @staticmethod
-    def flat(member: object) -> bool:
-        if type(member) is tuple:
-            raise CorruptRecordError("a dict key or set member is a tuple within a tuple")
-        return True
-
     def count(self, nodes: int) -> None:
         self.nodes += nodes
         if self.limit is not None and self.nodes > self.limit:
             raise CorruptRecordError(
-                f"the record expands to more than {self.limit} nodes: it reuses containers "
-                "through the pickle memo (shared structure), which storages never write"
+                f"shared structure: with the containers it reuses through the pickle memo "
+                f"expanded, the record's tree has more than {self.limit} nodes"
             )
 
     def finish(self, frame: _Frame) -> object:
