@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corelay.io import _pickle
+from corelay.io.describe import describe_file, find_problems
 from corelay.io.storage import HDF5Storage, NoDataSource, PickleStorage
 from tests.cases import TREE_CASES, assert_same_tree
 from tests.upstream import FIXTURES, decode, fixture_description, run_upstream
@@ -840,3 +841,11 @@ def test_a_crafted_array_state_that_is_sound_reads_back(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"data": crafted, "key": "k"}, protocol=4))
     with PickleStorage(path, "r") as storage:
         assert_same_tree(storage["k"], np.array([[1], [2]], dtype=np.int32))
+
+
+def test_validate_lists_the_plain_values_and_the_object_array() -> None:
+    problems = dict(find_problems(describe_file(FIXTURES / "picklestorage_values.pkl")))
+    assert "refused an object array" in problems["object_array"]
+    assert "keys must be str" in problems["int_keys[0]"]
+    assert problems["set"].startswith("unsupported type set")
+    assert not any(path.startswith("after") for path in problems)

@@ -297,10 +297,11 @@ def test_a_deep_tree_written_reads_back(tmp_path: Path, depth: int) -> None:
     ids=["ndarray", "frombuffer", "codecs"],
 )
 def test_build_on_a_global_changes_nothing(tmp_path: Path, name: bytes) -> None:
-    # BUILD with (None, {'__defaults__': ...}) sets attributes of the object it is given.
-    state = b"N}" + _text("__defaults__") + b")s\x86"  # (None, {'__defaults__': ()})
-    state_dict = b"}" + _text("marker") + b"K\x01s"  # {'marker': 1}
-    for build in (state, state_dict):
+    # BUILD with (None, {'marker': 1}) sets an attribute of the object it is given, with
+    # {'marker': 1} an item of its __dict__: either would change it for every later load.
+    slot_state = b"N}" + _text("marker") + b"K\x01s\x86"  # (None, {'marker': 1})
+    dict_state = b"}" + _text("marker") + b"K\x01s"  # {'marker': 1}
+    for build in (slot_state, dict_state):
         path = _write(tmp_path / "build.pkl", _record_of(b"c" + name + build + b"b"))
         with PickleStorage(path, "r") as storage, pytest.raises(_pickle.CorruptRecordError):
             storage["k"]
