@@ -271,6 +271,30 @@ def test_deep_trees_report_their_path(tmp_path: Path) -> None:
         storage["k"]
 
 
+def test_inspect_and_validate_report_records_deeper_than_they_describe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(_record_of(_nested_dicts(100), "shallow") + _record_of(_nested_dicts(5_000)))
+    problems = dict(find_problems(describe_file(path)))
+    assert list(problems) == ["k"]
+    assert "containers nested deeper than 100" in problems["k"]
+    assert main(["inspect", "--json", str(path)]) == 0
+    assert main(["validate", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "nested deeper than 100" in captured.out
+
+
+def test_a_maximum_depth_counts_containers_from_the_root() -> None:
+    tree: object = None
+    for _ in range(3):
+        tree = [tree]
+    assert _pickle.read_form(tree, max_depth=3) == [[[None]]]
+    with pytest.raises(_pickle.CorruptRecordError, match=r"data\[0\]\[0\]: containers nested"):
+        _pickle.read_form(tree, max_depth=2)
+
+
 @pytest.mark.parametrize("depth", [50, 99, 300])
 def test_a_deep_tree_written_reads_back(tmp_path: Path, depth: int) -> None:
     """What ``write`` accepts, ``read`` returns (a documented maximum depth may refuse it)."""

@@ -369,9 +369,10 @@ def _container_path(frame: _Frame) -> str:
 class _Reader:
     """Turns a loaded record's data into the value a storage returns, without recursion."""
 
-    def __init__(self, limit: int | None, checked: bool) -> None:
+    def __init__(self, limit: int | None, checked: bool, max_depth: int | None) -> None:
         self.limit = limit
         self.checked = checked
+        self.max_depth = max_depth
         self.nodes = 0
         self.made: dict[int, object] = {}  # arrays and scalars by description: made once
 
@@ -472,6 +473,10 @@ class _Reader:
                         raise CorruptRecordError(
                             f"{_path(frame, label)}: a container that contains itself"
                         )
+                    if self.max_depth is not None and len(stack) > self.max_depth:
+                        raise CorruptRecordError(
+                            f"{_path(frame, label)}: containers nested deeper than {self.max_depth}"
+                        )
                     active.add(id(item))
                     stack.append(_Frame(item, label, frame))
                     break
@@ -484,7 +489,13 @@ class _Reader:
                 stack[-1].read.append((frame.label, self.finish(frame)))
 
 
-def read_form(value: object, *, limit: int | None = None, checked: bool = False) -> Any:
+def read_form(
+    value: object,
+    *,
+    limit: int | None = None,
+    checked: bool = False,
+    max_depth: int | None = None,
+) -> Any:
     """Returns a loaded tree as storages return trees, walking it without recursion.
 
     Every dict becomes an ``OrderedDict``, every described array and scalar is made, after it
@@ -497,13 +508,15 @@ def read_form(value: object, *, limit: int | None = None, checked: bool = False)
             corelay 1.0.0 could write besides: dicts with keys that are not ``str`` (``int``,
             ``float``, ``bytes``, ``None``, a NumPy scalar, a tuple of these...) and sets or
             frozensets of such values.
+        max_depth: The most containers the returned tree may nest (the root is at depth 1);
+            ``None`` for any depth.
 
     Raises:
-        CorruptRecordError: The value is not one a storage returns, contains itself, or has
-            more nodes than ``limit``.
+        CorruptRecordError: The value is not one a storage returns, contains itself, has
+            more nodes than ``limit``, or nests deeper than ``max_depth``.
         RefusedValueError: The value holds an object array.
     """
-    return _Reader(limit, checked).read(value)
+    return _Reader(limit, checked, max_depth).read(value)
 
 
 def _check_record(record: object, where: str) -> tuple[str, object]:
@@ -820,7 +833,7 @@ class RecordFile:
             self.file.close()
             raise
 
-    def load(self, key: str, *, checked: bool = True) -> Any:
+    def load(self, key: str, *, checked: bool = True, max_depth: int | None = None) -> Any:
         """Reads the value of ``key`` from its last record, as storages return trees.
 
         Args:
@@ -828,6 +841,7 @@ class RecordFile:
             checked: Whether to raise unless the value is a stored tree or one of the plain
                 values of corelay 1.0.0 files (see :func:`read_form`); without the check, a
                 value loaded with the allowed globals alone may hold, say, a ``bytearray``.
+            max_depth: The most containers the value may nest, or ``None`` for any depth.
 
         Raises:
             KeyError: ``key`` has no record.
@@ -855,7 +869,7 @@ class RecordFile:
             raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
         limit = _NODE_SLACK + _NODES_PER_OPCODE * walker.ops
         try:
-            return read_form(data, limit=limit, checked=checked)
+            return read_form(data, limit=limit, checked=checked, max_depth=max_depth)
         except (CorruptRecordError, RefusedValueError) as error:
             raise type(error)(f"{where}: {error}") from None
 
