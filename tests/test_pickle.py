@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corelay.io import _pickle
+from corelay.io.describe import describe_file, find_problems
 from corelay.io.storage import HDF5Storage, NoDataSource, PickleStorage
 from tests.cases import TREE_CASES, assert_same_tree
 from tests.upstream import FIXTURES, decode, fixture_description, run_upstream
@@ -654,11 +655,14 @@ def test_damaged_files_fail_cleanly(
 
 
 class _CraftedDType:
-    def __init__(self, state: tuple[object, ...]) -> None:
+    def __init__(self, state: tuple[object, ...] | None, name: str = "f8") -> None:
         self.state = state
+        self.name = name
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (np.dtype, ("f8", False, True), self.state)
+        if self.state is None:  # no BUILD: the dtype as NumPy names it
+            return (np.dtype, (self.name, False, True))
+        return (np.dtype, (self.name, False, True), self.state)
 
 
 class _CraftedArray:
@@ -676,7 +680,14 @@ _CRAFTED: list[tuple[str, object]] = [
     ("array-short-data", _CraftedArray((1, (10**6,), np.dtype("f8"), False, b"tiny"))),
     ("array-negative-shape", _CraftedArray((1, (-1,), np.dtype("f8"), False, b""))),
     ("array-object-data", _CraftedArray((1, (1,), np.dtype("f8"), False, [1.0]))),
-    ("array-of-dtype-object", _CraftedArray((1, (1,), np.dtype("O"), False, b"\x00" * 8))),
+    ("array-huge-dimension", _CraftedArray((1, (0, 2**70), np.dtype("f8"), False, b""))),
+    ("array-65-dimensions", _CraftedArray((1, (0,) * 65, np.dtype("f8"), False, b""))),
+    (
+        "dtype-huge-string",
+        _CraftedArray(
+            (1, (0,), _CraftedDType((3, "|", None, None, None, 2**40, 1, 0), "S1"), False, b"")
+        ),
+    ),
 ]
 
 
@@ -686,3 +697,155 @@ def test_crafted_numpy_states_never_reach_numpy(tmp_path: Path, crafted: object)
     path.write_bytes(pickle.dumps({"data": [crafted], "key": "k"}, protocol=4))
     with PickleStorage(path, "r") as storage, pytest.raises(_pickle.CorruptRecordError):
         storage["k"]
+
+
+def test_an_object_array_is_refused_as_unsafe_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "crafted.pkl"
+    crafted = _CraftedArray((1, (1,), np.dtype("O"), False, b"\x00" * 8))
+    path.write_bytes(pickle.dumps({"data": [crafted], "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        with pytest.raises(_pickle.RefusedValueError, match=r"data\[0\]: refused an object ar"):
+            storage["k"]
+        assert not issubclass(_pickle.RefusedValueError, _pickle.CorruptRecordError)
+
+
+# -------------------------------------------------- plain values of corelay 1.0.0 pickle files
+
+
+def _plain_values() -> dict[str, Any]:
+    """What ``tests/fixtures/upstream/make_pickle_values.py`` wrote, as this library reads it."""
+    return {
+        "int_keys": OrderedDict([(0, np.arange(3)), (1, "one"), (2, 2.5)]),
+        "set": {1, 2, 3},
+        "frozenset": frozenset({"a", "b"}),
+        "nested": OrderedDict(
+            [("counts", OrderedDict([(0, 5), (7, 1)])), ("labels", {"x", "y"}), ("pair", (1, {2}))]
+        ),
+        "other_keys": OrderedDict(
+            [((0, 1), "tuple"), (1.5, "float"), (None, "none"), (b"raw", "bytes")]
+        ),
+        "numpy_keys": OrderedDict([(np.int64(3), "three"), (np.float32(0.5), "half")]),
+        "after": np.arange(4),
+    }
+
+
+def _assert_same_plain(value: Any, expected: Any, where: str) -> None:
+    assert type(value) is type(expected), where
+    if isinstance(expected, dict):
+        pairs = list(cast("dict[object, object]", value).items())
+        expected_pairs = list(cast("dict[object, object]", expected).items())
+        assert [type(key) for key, _ in pairs] == [type(key) for key, _ in expected_pairs], where
+        assert [key for key, _ in pairs] == [key for key, _ in expected_pairs], where
+        for (key, item), (_, expected_item) in zip(pairs, expected_pairs, strict=True):
+            _assert_same_plain(item, expected_item, f"{where}[{key!r}]")
+    elif isinstance(expected, tuple):
+        items = cast("tuple[object, ...]", value)
+        expected_items = cast("tuple[object, ...]", expected)
+        for index, (item, expected_item) in enumerate(zip(items, expected_items, strict=True)):
+            _assert_same_plain(item, expected_item, f"{where}[{index}]")
+    elif isinstance(expected, np.ndarray):
+        assert_same_tree(value, expected, where)
+    else:
+        assert value == expected, where
+
+
+def test_reads_plain_values_of_corelay_1_0_0_files() -> None:
+    with _open_quietly(FIXTURES / "picklestorage_values.pkl", "r") as storage:
+        assert list(storage.keys()) == [*list(_plain_values())[:-1], "object_array", "after"]
+        for key, expected in _plain_values().items():
+            _assert_same_plain(storage[key], expected, key)
+
+
+def test_object_arrays_of_corelay_1_0_0_files_are_refused_as_unsafe() -> None:
+    with _open_quietly(FIXTURES / "picklestorage_values.pkl", "r") as storage:
+        with pytest.raises(_pickle.RefusedValueError) as caught:
+            storage["object_array"]
+        message = str(caught.value)
+        assert "refused an object array" in message
+        assert "safely" in message
+        assert "picklestorage_values.pkl" in message
+        assert not isinstance(caught.value, _pickle.CorruptRecordError)
+        assert_same_tree(storage["after"], np.arange(4))  # the records after it still read
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({frozenset({1}): 1}, "dict key frozenset({1}) of type frozenset"),
+        ({((1,),): 1}, "a dict key is a tuple within a tuple"),
+        ({1: 1, "a/b": 2}, "invalid dict key"),
+        ({b"x": bytearray(b"y")}, "unsupported type bytearray"),
+    ],
+    ids=["frozenset-key", "nested-tuple-key", "bad-str-key", "bytearray"],
+)
+def test_plain_values_beyond_these_are_refused(tmp_path: Path, data: Any, problem: str) -> None:
+    path = tmp_path / "store.pkl"
+    path.write_bytes(_record("k", data, protocol=5))
+    with (
+        PickleStorage(path, "r") as storage,
+        pytest.raises(_pickle.CorruptRecordError, match=re.escape(problem)),
+    ):
+        storage["k"]
+
+
+_DTYPE_NAMES = ["f8", "i4", "u1", "b1", "c16", "S1", "U1", "O8", "V8", "M8", "08", "f2"]
+
+
+@settings(max_examples=int(os.environ.get("CORELAY_PICKLE_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(
+    shape=st.one_of(
+        st.lists(st.integers(-2, 2**70) | st.booleans(), max_size=70).map(tuple),
+        st.none(),
+        st.integers(),
+    ),
+    name=st.sampled_from(_DTYPE_NAMES),
+    state=st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(0, 4),
+            st.sampled_from(["<", ">", "|", "=", "?"]),
+            st.none(),
+            st.none(),
+            st.none(),
+            st.integers(-8, 2**42),
+            st.integers(-1, 16),
+            st.integers(0, 64),
+        ),
+    ),
+    data=st.binary(max_size=64) | st.none(),
+    fortran=st.booleans(),
+)
+def test_crafted_array_states_give_an_array_or_corrupt_record_error(
+    tmp_path_factory: pytest.TempPathFactory,
+    shape: object,
+    name: str,
+    state: tuple[object, ...] | None,
+    data: bytes | None,
+    fortran: bool,
+) -> None:
+    crafted = _CraftedArray((1, shape, _CraftedDType(state, name), fortran, data))
+    path = tmp_path_factory.mktemp("crafted") / "crafted.pkl"
+    path.write_bytes(pickle.dumps({"data": crafted, "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        try:
+            value = storage["k"]
+        except (_pickle.CorruptRecordError, _pickle.RefusedValueError):
+            return
+    assert isinstance(value, np.ndarray)
+    assert value.nbytes == len(data or b"")
+
+
+def test_a_crafted_array_state_that_is_sound_reads_back(tmp_path: Path) -> None:
+    crafted = _CraftedArray((1, (2, 1), _CraftedDType(None, "i4"), True, b"\x01\0\0\0\x02\0\0\0"))
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(pickle.dumps({"data": crafted, "key": "k"}, protocol=4))
+    with PickleStorage(path, "r") as storage:
+        assert_same_tree(storage["k"], np.array([[1], [2]], dtype=np.int32))
+
+
+def test_validate_lists_the_plain_values_and_the_object_array() -> None:
+    problems = dict(find_problems(describe_file(FIXTURES / "picklestorage_values.pkl")))
+    assert "refused an object array" in problems["object_array"]
+    assert "keys must be str" in problems["int_keys[0]"]
+    assert problems["set"].startswith("unsupported type set")
+    assert not any(path.startswith("after") for path in problems)

@@ -13,9 +13,19 @@ record, straight from the file. Unpickling every record on open would be simpler
 every array of the file to learn its keys.
 
 Loading never executes code: :class:`TreeUnpickler` resolves only the globals that stored trees
-need (NumPy array, dtype and scalar reconstruction, ``complex`` and ``OrderedDict``), from a
-fixed table, without importing anything; any other global is refused with
-:class:`RefusedGlobalError`, naming it.
+need (NumPy array, dtype and scalar reconstruction, ``complex``, ``OrderedDict``, and ``set``
+for corelay 1.0.0 files), from a fixed table, without importing anything; any other global is
+refused with :class:`RefusedGlobalError`, naming it, and an object array with
+:class:`RefusedValueError`.
+
+Loading takes work and memory in proportion to the record, however it was crafted. Before the
+unpickler reads a record, its opcodes are walked again (metadata only): memo indexes beyond the
+opcodes walked, and frames or lengths beyond the end of the file, are refused, so the
+unpickler's memo and reads stay within the file's size. The loaded value is then turned into
+the returned tree by :func:`read_form`, without recursion (any depth reads back): a container
+that contains itself is refused, and a container the record holds more than once is copied,
+within a budget of nodes proportional to the record's opcodes; a record beyond it (a chain of
+reused containers, which doubles the tree at every link) is refused as shared structure.
 
 Writing uses pickle protocol 5, in band: a contiguous array is written straight from its memory
 (no copy) and read back into one buffer that becomes the array (no copy). Each record is
@@ -33,7 +43,7 @@ import pickle
 import pickletools
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
@@ -48,6 +58,7 @@ __all__ = [
     "CorruptRecordError",
     "RecordFile",
     "RefusedGlobalError",
+    "RefusedValueError",
     "TreePickler",
     "TreeUnpickler",
     "scan",
@@ -103,6 +114,26 @@ class _ScalarSpec:
 class _NdarrayClass:
     """Stands for ``numpy.ndarray``, the class ``_reconstruct`` is given."""
 
+    @staticmethod
+    def __setstate__(state: object) -> None:
+        # BUILD on a global would otherwise set attributes of this class, for every later load.
+        raise CorruptRecordError("a record sets the state of a class")
+
+
+class _Function:
+    """An allowed function, in an object that BUILD cannot alter (a function's could be)."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Any) -> None:
+        self._function = function
+
+    def __call__(self, *args: object) -> object:
+        return self._function(*args)
+
+    def __setstate__(self, state: object) -> None:
+        raise CorruptRecordError("a record sets the state of a function")
+
 
 def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> _ArraySpec:
     spec = _ArraySpec()
@@ -126,6 +157,11 @@ def _make_dtype(spec: object) -> np.dtype[Any]:
         base = np.dtype(spec.name) if spec.name.isascii() and spec.name.isalnum() else None
     except (TypeError, ValueError, SyntaxError):
         base = None
+    if base is not None and base.kind == "O":
+        raise RefusedValueError(
+            "refused an object array: its items may be any Python objects, and loading those "
+            "safely is not possible (store arrays of a fixed dtype instead)"
+        )
     if base is None or base.kind not in _SIMPLE_KINDS or base.fields is not None:
         raise CorruptRecordError(f"unsupported dtype {spec.name!r} in a record")
     if spec.state is None:
@@ -139,7 +175,10 @@ def _make_dtype(spec: object) -> np.dtype[Any]:
     if base.kind in "SU":
         if not isinstance(size, int) or size < 0 or (base.kind == "U" and size % 4):
             raise CorruptRecordError(f"item size {size!r} of a string dtype in a record")
-        base = np.dtype(f"{base.kind}{size // 4 if base.kind == 'U' else size}")
+        try:  # NumPy refuses item sizes beyond what an int32 holds
+            base = np.dtype(f"{base.kind}{size // 4 if base.kind == 'U' else size}")
+        except (TypeError, ValueError, OverflowError):
+            raise CorruptRecordError(f"item size {size} of a string dtype in a record") from None
     return base.newbyteorder(byteorder) if byteorder in ("<", ">") else base
 
 
@@ -164,7 +203,10 @@ def _make_array(spec: _ArraySpec) -> np.ndarray[Any, Any]:
     array = np.frombuffer(buffer, dtype=dtype, count=count)
     if not array.flags.writeable:  # from bytes (protocols 0 to 4): arrays read back writable
         array = array.copy()
-    return array.reshape(dims, order="F" if fortran is True else "C")
+    try:  # an empty array may declare more or larger dimensions than NumPy has
+        return array.reshape(dims, order="F" if fortran is True else "C")
+    except (ValueError, OverflowError):
+        raise CorruptRecordError(f"array shape {dims} in a record") from None
 
 
 def _make_scalar(spec: _ScalarSpec) -> "np.generic[Any]":
@@ -190,12 +232,16 @@ ALLOWED_GLOBALS: Final[Mapping[tuple[str, str], object]] = {
     ("numpy.core.multiarray", "_reconstruct"): _ArraySpec,
     ("numpy._core.multiarray", "scalar"): _ScalarSpec,
     ("numpy.core.multiarray", "scalar"): _ScalarSpec,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _Function(_frombuffer),
+    ("numpy.core.numeric", "_frombuffer"): _Function(_frombuffer),
     ("builtins", "complex"): complex,
     ("__builtin__", "complex"): complex,
     ("collections", "OrderedDict"): OrderedDict,
-    ("_codecs", "encode"): _latin1_bytes,
+    ("_codecs", "encode"): _Function(_latin1_bytes),
+    ("builtins", "set"): set,
+    ("__builtin__", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "frozenset"): frozenset,
 }
 
 
@@ -205,6 +251,10 @@ class RefusedGlobalError(pickle.UnpicklingError):
 
 class CorruptRecordError(pickle.UnpicklingError):
     """The file holds something other than complete ``{'data': ..., 'key': ...}`` records."""
+
+
+class RefusedValueError(pickle.UnpicklingError):
+    """A record holds a value that cannot be loaded safely, such as a NumPy object array."""
 
 
 class TreeUnpickler(pickle.Unpickler):
@@ -229,7 +279,7 @@ class TreeUnpickler(pickle.Unpickler):
         if allowed is None:
             raise RefusedGlobalError(
                 f"refused to load global '{module_name}.{global_name}' ({self._where}): a "
-                "stored tree needs only NumPy arrays and scalars, complex and OrderedDict"
+                "stored tree needs only NumPy arrays and scalars, complex, OrderedDict and sets"
             )
         return allowed
 
@@ -270,29 +320,203 @@ def _plain(value: Any, node: Node) -> Any:
 # ---------------------------------------------------------------------------------- reading
 
 
-def read_form(value: object) -> Any:
-    """Returns a loaded tree as storages return trees.
+#: How many tree nodes a record may expand to, per opcode walked, plus :data:`_NODE_SLACK`. A
+#: tree pickled as a tree has at most one node per opcode; a record that reuses a container
+#: through the memo (a list held twice) reads back as copies, and a few of those fit the budget,
+#: but a chain of reuses (which doubles the tree at every link) is refused within it.
+_NODES_PER_OPCODE: Final = 4
+_NODE_SLACK: Final = 1 << 16
+
+_CONTAINERS: Final = (dict, OrderedDict, list, tuple, set, frozenset)
+#: What a dict key or set member may be in a returned value: hashable plain values.
+_KEY_TYPES: Final = (str, bytes, int, float, complex, bool, type(None))
+
+
+class _Frame:
+    """A container being read: its items still to read and the items read so far."""
+
+    __slots__ = ("items", "label", "parent", "read", "source")
+
+    def __init__(self, source: object, label: object, parent: "_Frame | None") -> None:
+        self.items: Iterator[tuple[object, object]]
+        self.source = source
+        self.label = label
+        self.parent = parent
+        self.read: list[tuple[object, object]] = []
+        if isinstance(source, dict):
+            self.items = iter(cast("dict[object, object]", source).items())
+        elif isinstance(source, set | frozenset):
+            members = cast("set[object] | frozenset[object]", source)
+            self.items = iter([(None, member) for member in members])
+        else:
+            self.items = enumerate(cast("list[object] | tuple[object, ...]", source))
+
+
+def _path(frame: _Frame | None, label: object) -> str:
+    """The path of item ``label`` of ``frame``, like ``data['a'][0]``."""
+    labels = [label]
+    while frame is not None and frame.parent is not None:
+        labels.append(frame.label)
+        frame = frame.parent
+    # The last label is the index of the value in the reader's wrapper tuple: not a path.
+    return "data" + "".join(f"[{item!r}]" for item in reversed(labels[:-1]))
+
+
+def _container_path(frame: _Frame) -> str:
+    return _path(frame.parent, frame.label)
+
+
+class _Reader:
+    """Turns a loaded record's data into the value a storage returns, without recursion."""
+
+    def __init__(self, limit: int | None, checked: bool, max_depth: int | None) -> None:
+        self.limit = limit
+        self.checked = checked
+        self.max_depth = max_depth
+        self.nodes = 0
+        self.made: dict[int, object] = {}  # arrays and scalars by description: made once
+
+    def leaf(self, value: object, frame: _Frame, label: object) -> object:
+        if isinstance(value, _ArraySpec | _ScalarSpec):
+            made = self.made.get(id(value))
+            if made is None:
+                try:
+                    if isinstance(value, _ArraySpec):
+                        made = _make_array(value)
+                    else:
+                        made = _make_scalar(value)
+                except (CorruptRecordError, RefusedValueError) as error:
+                    raise type(error)(f"{_path(frame, label)}: {error}") from None
+                self.made[id(value)] = made
+            value = made
+        elif isinstance(value, type | _DTypeSpec | _Function):  # what only builds leaves
+            raise CorruptRecordError(f"{_path(frame, label)}: a bare dtype, class or function")
+        if self.checked:
+            self.check(value, frame, label)
+        return value
+
+    def check(self, value: object, frame: _Frame, label: object) -> None:
+        try:
+            validate(value, "data")
+        except (TypeError, ValueError) as error:
+            message = str(error).removeprefix("data: ").split("; accepted:")[0]
+            raise CorruptRecordError(
+                f"not a stored tree: {_path(frame, label)}: {message}"
+            ) from None
+
+    def key(self, key: object, frame: _Frame, what: str) -> object:
+        """A dict key or set member, checked hashable and plain; NumPy scalars are made."""
+        if isinstance(key, _ScalarSpec):
+            return self.leaf(key, frame, what)
+        if type(key) is tuple:
+            members = cast("tuple[object, ...]", key)
+            self.count(len(members))
+            if any(type(member) is tuple for member in members):
+                raise CorruptRecordError(
+                    f"not a stored tree: {_container_path(frame)}: a {what} is a tuple within "
+                    "a tuple"
+                )
+            return tuple(self.key(member, frame, what) for member in members)
+        if self.checked and type(key) not in _KEY_TYPES:
+            raise CorruptRecordError(
+                f"not a stored tree: {_container_path(frame)}: {what} {key!r} of type "
+                f"{type(key).__name__}"
+            )
+        return key
+
+    def count(self, nodes: int) -> None:
+        self.nodes += nodes
+        if self.limit is not None and self.nodes > self.limit:
+            raise CorruptRecordError(
+                f"shared structure: with the containers it reuses through the pickle memo "
+                f"expanded, the record's tree has more than {self.limit} nodes"
+            )
+
+    def finish(self, frame: _Frame) -> object:
+        source = frame.source
+        if isinstance(source, dict):
+            pairs = [(self.key(key, frame, "dict key"), item) for key, item in frame.read]
+            if self.checked:
+                self.check_keys({key: None for key, _ in pairs if isinstance(key, str)}, frame)
+            result = OrderedDict(pairs)
+            if len(result) != len(pairs):
+                raise CorruptRecordError(f"{_container_path(frame)}: dict keys that collide")
+            return result
+        if isinstance(source, set | frozenset):
+            members = [self.key(member, frame, "set member") for _, member in frame.read]
+            made_set = set(members) if isinstance(source, set) else frozenset(members)
+            if len(made_set) != len(members):
+                raise CorruptRecordError(f"{_container_path(frame)}: set members that collide")
+            return made_set
+        items = [item for _, item in frame.read]
+        return tuple(items) if isinstance(source, tuple) else items
+
+    def check_keys(self, names: dict[str, None], frame: _Frame) -> None:
+        try:
+            validate(names, "data")  # the key rules of stored trees, whatever they are
+        except (TypeError, ValueError) as error:
+            message = str(error).removeprefix("data: ")
+            raise CorruptRecordError(
+                f"not a stored tree: {_container_path(frame)}: {message}"
+            ) from None
+
+    def read(self, value: object) -> Any:
+        root = _Frame((value,), None, None)
+        stack = [root]
+        active = {id(root.source)}  # the containers being read: one met again is a cycle
+        while True:
+            frame = stack[-1]
+            for label, item in frame.items:
+                self.count(1)
+                if type(item) in _CONTAINERS:
+                    if id(item) in active:
+                        raise CorruptRecordError(
+                            f"{_path(frame, label)}: a container that contains itself"
+                        )
+                    if self.max_depth is not None and len(stack) > self.max_depth:
+                        raise CorruptRecordError(
+                            f"{_path(frame, label)}: containers nested deeper than {self.max_depth}"
+                        )
+                    active.add(id(item))
+                    stack.append(_Frame(item, label, frame))
+                    break
+                frame.read.append((label, self.leaf(item, frame, label)))
+            else:
+                stack.pop()
+                active.discard(id(frame.source))
+                if not stack:
+                    return frame.read[0][1]
+                stack[-1].read.append((frame.label, self.finish(frame)))
+
+
+def read_form(
+    value: object,
+    *,
+    limit: int | None = None,
+    checked: bool = False,
+    max_depth: int | None = None,
+) -> Any:
+    """Returns a loaded tree as storages return trees, walking it without recursion.
 
     Every dict becomes an ``OrderedDict``, every described array and scalar is made, after it
-    is checked.
+    is checked; an array or scalar the record holds twice is made once.
+
+    Args:
+        value: The data of a loaded record.
+        limit: The most nodes the returned tree may have (containers met twice count twice).
+        checked: Whether to raise unless the value is a stored tree, or one of the plain values
+            corelay 1.0.0 could write besides: dicts with keys that are not ``str`` (``int``,
+            ``float``, ``bytes``, ``None``, a NumPy scalar, a tuple of these...) and sets or
+            frozensets of such values.
+        max_depth: The most containers the returned tree may nest (the root is at depth 1);
+            ``None`` for any depth.
 
     Raises:
-        CorruptRecordError: A description is not one of an array or scalar of a stored tree.
+        CorruptRecordError: The value is not one a storage returns, contains itself, has
+            more nodes than ``limit``, or nests deeper than ``max_depth``.
+        RefusedValueError: The value holds an object array.
     """
-    if isinstance(value, _ArraySpec):
-        return _make_array(value)
-    if isinstance(value, _ScalarSpec):
-        return _make_scalar(value)
-    if isinstance(value, _DTypeSpec | _NdarrayClass) or value is _NdarrayClass:
-        raise CorruptRecordError("a record holds a bare dtype or class")
-    if isinstance(value, dict):
-        items = cast("dict[object, object]", value).items()
-        return OrderedDict((key, read_form(item)) for key, item in items)
-    if type(value) is tuple:
-        return tuple(read_form(item) for item in cast("tuple[object, ...]", value))
-    if type(value) is list:
-        return [read_form(item) for item in cast("list[object]", value)]
-    return value
+    return _Reader(limit, checked, max_depth).read(value)
 
 
 def _check_record(record: object, where: str) -> tuple[str, object]:
@@ -360,6 +584,7 @@ class _Walker:
         self.size = size
         self.stack: list[object] = []
         self.memo: dict[int, object] = {}
+        self.ops = 0  # opcodes walked: what bounds the memo and the loaded tree
 
     def read(self, count: int) -> bytes:
         data = self.file.read(count)
@@ -398,6 +623,7 @@ class _Walker:
         """Reads up to and including STOP; returns the record key, or None if not found."""
         while True:
             code = self.read(1)[0]
+            self.ops += 1
             op = _OPCODES.get(code)
             if op is None:
                 raise _Malformed(f"invalid opcode {code:#04x}")
@@ -406,6 +632,12 @@ class _Walker:
                 return self.record_key(self.pop())
             if name in _PAYLOADS:
                 self.skip(self.count(_PAYLOADS[name]))
+                self.stack.append(_OPAQUE)
+            elif name == "LONG4":  # read here: the generic reader would allocate any length
+                length = int.from_bytes(self.read(4), "little", signed=True)
+                if length < 0:
+                    raise _Malformed("LONG4 of negative length")
+                self.skip(length)
                 self.stack.append(_OPAQUE)
             elif name in _STRINGS:
                 length = self.count(_STRINGS[name])
@@ -421,12 +653,22 @@ class _Walker:
         name = op.name
         argument = self.argument(op)
         stack = self.stack
-        if name in ("PROTO", "FRAME"):
+        if name == "FRAME":
+            # Unpicklers read a frame whole: one beyond the end of the file is not loaded.
+            if argument > self.size - self.file.tell():
+                raise _Incomplete
+            return
+        if name == "PROTO":
             return
         if name == "MARK":
             stack.append(_MARK)
         elif name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
-            self.memo[len(self.memo) if name == "MEMOIZE" else int(argument)] = self.top()
+            index = len(self.memo) if name == "MEMOIZE" else int(argument)
+            # Picklers number memo entries 0, 1, 2...; unpicklers size the memo by the largest
+            # index, so one beyond the opcodes walked would make a small record take any memory.
+            if not 0 <= index < self.ops:
+                raise _Malformed(f"memo index {index} beyond the record's {self.ops} opcodes")
+            self.memo[index] = self.top()
         elif name in ("GET", "BINGET", "LONG_BINGET"):
             if int(argument) not in self.memo:
                 raise _Malformed(f"memo {argument} is not set")
@@ -591,34 +833,45 @@ class RecordFile:
             self.file.close()
             raise
 
-    def load(self, key: str, *, checked: bool = True) -> Any:
+    def load(self, key: str, *, checked: bool = True, max_depth: int | None = None) -> Any:
         """Reads the value of ``key`` from its last record, as storages return trees.
 
         Args:
             key: The key.
-            checked: Whether to raise unless the value is a stored tree; without the check,
-                a value loaded with the allowed globals alone may still hold, say, a set.
+            checked: Whether to raise unless the value is a stored tree or one of the plain
+                values of corelay 1.0.0 files (see :func:`read_form`); without the check, a
+                value loaded with the allowed globals alone may hold, say, a ``bytearray``.
+            max_depth: The most containers the value may nest, or ``None`` for any depth.
 
         Raises:
             KeyError: ``key`` has no record.
             RefusedGlobalError: The record references a global that is not allowed.
-            CorruptRecordError: The record does not hold ``key``, or a stored tree.
+            RefusedValueError: The record holds an object array.
+            CorruptRecordError: The record does not hold ``key``, or a value storages return,
+                or it is built to take work or memory out of proportion to its size.
         """
         offset = self.index[key]
         where = f"{str(self.path)!r}, record at byte {offset}"
+        # Walked again (metadata only) before unpickling: the checks of memo indexes, frames
+        # and lengths that bound the memory of the unpickler, and the opcode count that bounds
+        # the tree, hold for the bytes in the file now.
+        self.file.seek(offset)
+        walker = _Walker(self.file, _file_size(self.file))
+        try:
+            walker.walk()
+        except _Incomplete:
+            raise CorruptRecordError(f"{where}: the record ends with the file") from None
+        except Exception as error:  # _Malformed, or what damaged arguments make readers raise
+            raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
         self.file.seek(offset)
         found, data = _check_record(_unpickle(self.file, where), where)
         if found != key:
             raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
+        limit = _NODE_SLACK + _NODES_PER_OPCODE * walker.ops
         try:
-            value = read_form(data)
-            if checked:
-                validate(value, f"{where}: data")
-        except CorruptRecordError as error:
-            raise CorruptRecordError(f"{where}: {error}") from None
-        except (TypeError, ValueError) as error:  # opcodes alone can build a set, for one
-            raise CorruptRecordError(f"not a stored tree: {error}") from None
-        return value
+            return read_form(data, limit=limit, checked=checked, max_depth=max_depth)
+        except (CorruptRecordError, RefusedValueError) as error:
+            raise type(error)(f"{where}: {error}") from None
 
     def append(self, key: str, value: Any, node: Node) -> None:
         """Appends a record of the validated ``value``, described by ``node``, and flushes it.

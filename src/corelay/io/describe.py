@@ -286,6 +286,8 @@ _UPSTREAM_ENTRY_MEMBERS = ("data", "input", "output")
 _META_ELEMENTS = 16
 _META_MEMBERS = 64
 _META_DEPTH = 16
+# The deepest value of a pickle record that is described, node by node.
+_PICKLE_DEPTH = 100
 # The library's own attributes, shown as what they record (the kind, the entry's hashes).
 _OWN_ATTR_PREFIX = "corelay."
 _SCALAR_KINDS = ("bool", "int", "float", "complex", "str", "bytes", "generic")
@@ -930,7 +932,8 @@ def _describe_pickle(path: Path, key: str | None, progress: Progress) -> list["D
         entries: list[Description] = []
         for done, record_key in enumerate(keys, 1):
             try:
-                value = records.load(record_key, checked=False)  # problems by path
+                # Problems by path; deeper values are reported, not described (as deep).
+                value = records.load(record_key, checked=False, max_depth=_PICKLE_DEPTH)
             except pickle.UnpicklingError as error:  # a refused global, or not a record
                 entries.append(
                     OtherDescription(

@@ -529,8 +529,13 @@ class PickleStorage(_FileStorage):
     it unpickles nothing and reads only metadata. Reading a key unpickles just its last record,
     straight from the file into the arrays (no second copy), and caches the value in
     :attr:`data`. Loading resolves only the globals that stored trees need (NumPy arrays and
-    scalars, ``complex``, ``OrderedDict``) and refuses any other with a
-    :class:`pickle.UnpicklingError` naming it: a file cannot run code.
+    scalars, ``complex``, ``OrderedDict``, sets) and refuses any other with a
+    :class:`pickle.UnpicklingError` naming it: a file cannot run code. Besides stored trees, a
+    read returns the plain values corelay 1.0.0 files may hold (dicts with ``int`` or other
+    plain keys as ``OrderedDict``, sets and frozensets); object arrays are refused. Reading
+    takes work and memory in proportion to the record, at any depth; a record crafted to take
+    more (memo indexes or lengths beyond the file, shared or cyclic structure) is refused with
+    a :class:`pickle.UnpicklingError`.
 
     One storage at a time may write a file. Others may read it, and see the records that were
     complete when they opened it.
