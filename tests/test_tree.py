@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from corelay.io.tree import (
+    MAX_DEPTH,
     ArrayNode,
     DictNode,
     NumpyScalarNode,
@@ -105,3 +106,91 @@ def test_validation_does_not_touch_elements() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1_000_000, f"validation allocated {peak} bytes"
+
+
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        ({"kept\x00zz": 1}, r"data_out: invalid dict key: name 'kept\\x00zz' contains a NUL"),
+        ({"a": {"\udcff": 1}}, r"data_out\['a'\]: invalid dict key: .* lone surrogate"),
+        ({"a": ["x\x00y"]}, r"data_out\['a'\]\[0\]: str 'x\\x00y' contains a NUL character"),
+        (("ok", "\ud800"), r"data_out\[1\]: str '\\ud800' contains a lone surrogate"),
+        (
+            {"u": np.array([["a", "b"], ["c", "d\udc80"]])},
+            r"data_out\['u'\]: unicode array holds U\+DC80 at index \(1, 1\)",
+        ),
+        ([np.str_("\ud83d")], r"data_out\[0\]: unicode array holds U\+D83D"),
+    ],
+)
+def test_text_hdf5_cannot_store_is_refused_with_the_path(tree: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate(tree)
+
+
+def test_any_text_accepts_what_pickle_stores() -> None:
+    tree = ("a\x00b", "\ud800", np.array(["\udfff"]), np.str_("\ud800"))
+    assert validate(tree, any_text=True).kind == "tuple"
+    with pytest.raises(ValueError, match="NUL"):  # names stay names, for every backend
+        validate({"a\x00": 1}, any_text=True)
+
+
+def test_nul_in_unicode_arrays_is_storable() -> None:
+    # Fixed-length strings keep inner NULs (and NumPy drops trailing ones anyway).
+    validate((np.array(["a\x00b"]), np.str_("a\x00b"), "emoji 🎉"))
+
+
+def test_unicode_check_covers_strided_and_big_endian_arrays() -> None:
+    base = np.array(["ok"] * 10 + ["\ud800"] + ["ok"] * 9)
+    with pytest.raises(ValueError, match=r"index \(5,\)"):
+        validate(base[::2])
+    with pytest.raises(ValueError, match=r"index \(10,\)"):
+        validate(base.astype(">U2"))
+    validate(base[::3].astype(">U2"))  # indices 0, 3, ..., 18 skip the surrogate
+    beyond = np.array(["ab"]).view("<u4")
+    beyond[1] = 0x110000
+    with pytest.raises(ValueError, match="U\\+110000"):
+        validate(beyond.view("<U2"))
+
+
+def test_unicode_check_reads_blocks_not_copies() -> None:
+    big = np.full(2**20, "0123456789abcdef")  # 64 MiB
+    tracemalloc.start()
+    validate(big)
+    validate(big[::2])  # strided: copied one block at a time
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * 2**20, f"validation allocated {peak} bytes"
+
+
+def _nested(depth: int) -> Any:
+    tree: Any = "leaf"
+    for level in range(depth):
+        tree = {"d": tree} if level % 3 == 0 else ([tree] if level % 3 == 1 else (tree,))
+    return tree
+
+
+def test_max_depth_is_accepted_one_more_is_value_error() -> None:
+    validate(_nested(MAX_DEPTH))
+    with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH}"):
+        validate(_nested(MAX_DEPTH + 1))
+
+
+def test_very_deep_tree_is_value_error_not_recursion_error() -> None:
+    with pytest.raises(ValueError, match="MAX_DEPTH"):
+        validate(_nested(50_000))
+
+
+def test_self_referencing_trees_are_value_errors() -> None:
+    loop: dict[str, Any] = {"a": 1}
+    loop["b"] = [loop]
+    with pytest.raises(ValueError, match=r"data_out\['b'\]\[0\]: a dict that contains itself"):
+        validate(loop)
+    items: list[Any] = []
+    items.append(items)
+    with pytest.raises(ValueError, match=r"data_out\[0\]: a list that contains itself"):
+        validate(items)
+
+
+def test_shared_subtrees_are_not_cycles() -> None:
+    shared = {"x": np.zeros(2)}
+    validate({"a": shared, "b": [shared, shared]})

@@ -1,5 +1,11 @@
 """Rules for storage keys and the names of dict entries."""
 
+import re
+
+# Lone surrogates (from ``os.fsdecode`` of undecodable bytes, say) have no UTF-8 encoding, which
+# HDF5 names and the text of every format need.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 #: Prefix of the names entries are written under before they are swapped into place. Names
 #: starting with it are never user data: readers skip them, writers may delete them.
 TEMP_PREFIX = ".corelay-tmp-"
@@ -11,6 +17,10 @@ def name_problem(name: str) -> str | None:
         return "empty name"
     if "/" in name:
         return f"name {name!r} contains '/'"
+    if "\x00" in name:
+        return f"name {name!r} contains a NUL character"
+    if not name.isascii() and _SURROGATE.search(name):
+        return f"name {name!r} contains a lone surrogate, which has no UTF-8 encoding"
     if name in (".", ".."):
         return f"name {name!r} is reserved"
     if name.startswith(TEMP_PREFIX):
@@ -23,7 +33,7 @@ def split_key(key: str) -> list[str]:
 
     Raises:
         ValueError: The key has an empty segment, a leading or trailing ``/``, ``.`` or ``..``,
-            or a segment with the reserved prefix.
+            a NUL character or a lone surrogate, or a segment with the reserved prefix.
     """
     names = key.split("/")
     for name in names:
@@ -31,6 +41,18 @@ def split_key(key: str) -> list[str]:
         if problem is not None:
             raise ValueError(
                 f"invalid key {key!r}: {problem}; a key is names joined by '/', "
-                "each non-empty and not '.' or '..'"
+                "each non-empty, not '.' or '..', without NUL characters or lone surrogates"
             )
     return names
+
+
+def text_problem(text: str) -> str | None:
+    """Tells why HDF5 cannot store ``text`` as a string, or ``None`` if it can.
+
+    HDF5 strings end at a NUL character and are UTF-8, which has no lone surrogates.
+    """
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "contains a lone surrogate, which has no UTF-8 encoding"
+    return None

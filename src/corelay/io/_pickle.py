@@ -50,6 +50,7 @@ from typing import IO, Any, Final, cast
 import numpy as np
 
 from corelay.io import _lock
+from corelay.io._keys import name_problem
 from corelay.io.tree import DictNode, Node, SequenceNode, validate
 
 __all__ = [
@@ -397,7 +398,7 @@ class _Reader:
 
     def check(self, value: object, frame: _Frame, label: object) -> None:
         try:
-            validate(value, "data")
+            validate(value, "data", any_text=True)  # pickle stores every str
         except (TypeError, ValueError) as error:
             message = str(error).removeprefix("data: ").split("; accepted:")[0]
             raise CorruptRecordError(
@@ -784,7 +785,15 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
             file.seek(offset)
             key, _ = _check_record(_unpickle(file, where), where)
             file.seek(end)
-        index[key] = offset
+        problem = next(filter(None, map(name_problem, key.split("/"))), None)
+        if problem is None:
+            index[key] = offset
+        else:  # damage, or a key no storage can address: the other records stay readable
+            warnings.warn(
+                f"{where}: ignoring the record of key {key!r}, which is not a valid key: {problem}",
+                RuntimeWarning,
+                stacklevel=_caller_level(),
+            )
         offset = end
     return index, offset
 

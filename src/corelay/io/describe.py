@@ -985,7 +985,7 @@ def _describe_value(value: object, name: str) -> "Description":
             children=[_describe_value(item, str(index)) for index, item in enumerate(items)],
         )
     try:
-        node = validate(value)
+        node = validate(value, any_text=True)  # pickle stores every str
     except (TypeError, ValueError) as error:
         reason = str(error).removeprefix("data_out: ").split("; accepted:")[0]
         return OtherDescription(name=name, what=type(value).__qualname__, problem=reason)

@@ -271,6 +271,8 @@ class _FileStorage(DataStorageBase):
     """
 
     _format: ClassVar[str]
+    # Whether the format stores every str exactly (NUL characters and lone surrogates too).
+    _any_text: ClassVar[bool] = False
 
     def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
         self.mode: Mode = _check_mode(mode)
@@ -322,7 +324,7 @@ class _FileStorage(DataStorageBase):
         checked, names = self._checked(key)
         if self.mode == "r":
             raise NoDataTarget(f"{type(self).__name__} {str(self.path)!r} is open read-only ('r')")
-        self._write_key(checked, names, tree, validate(tree))
+        self._write_key(checked, names, tree, validate(tree, any_text=self._any_text))
 
     def read(self, data_in: Any = None, meta: Any = None) -> Any:
         """Reads the tree stored at :attr:`data_key`.
@@ -552,6 +554,7 @@ class PickleStorage(_FileStorage):
     """
 
     _format = "pickle"
+    _any_text = True
 
     def __init__(
         self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any

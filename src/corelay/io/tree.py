@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypeAlias
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from corelay.io._keys import name_problem
+from corelay.io._keys import name_problem, text_problem
 
 __all__ = [
+    "MAX_DEPTH",
     "ArrayNode",
     "ContainerKind",
     "DictNode",
@@ -189,56 +190,153 @@ def string_info_of(dtype: np.dtype[Any]) -> StringInfo | None:
     return None
 
 
-def validate(tree: object, path: str = "data_out") -> Node:
+#: The deepest nesting of containers that a stored tree may have: a dict, tuple or list at the
+#: root is at depth 1. Deeper trees are refused by :func:`validate`, so that every backend
+#: writes and reads what it accepts without exhausting Python's stack.
+MAX_DEPTH = 100
+
+# Unicode arrays are checked in blocks of this many code points: bounded scratch memory.
+_BLOCK_CODES = 1 << 16
+_FIRST_SURROGATE = 0xD800
+_LAST_SURROGATE = 0xDFFF
+_LAST_CODE_POINT = 0x10FFFF
+
+
+def validate(tree: object, path: str = "data_out", *, any_text: bool = False) -> Node:
     """Describes ``tree`` node by node, or raises for the first node that cannot be stored.
+
+    Walks nodes, not elements, with one exception: the code points of unicode (``U``) arrays
+    are scanned (about 1 ms per 10 MB, in blocks, without copying the array), because HDF5 stores
+    them as UTF-8, which has no lone surrogates.
 
     Args:
         tree: The value to describe.
         path: How to name the root in error messages.
+        any_text: Accept every ``str``, as pickle stores them; by default strings (``str``,
+            NumPy ``str_`` and ``U`` arrays) must be what every backend can store: valid Unicode
+            (no lone surrogates), and ``str`` without NUL characters.
 
     Raises:
         TypeError: A node has an unsupported type or dtype, or a dict has a non-``str`` key.
-        ValueError: A dict key is empty, contains ``/``, is ``.`` or ``..``, or an ``int`` is
-            outside the int64 range.
+        ValueError: A dict key is empty, contains ``/`` or a NUL character, is ``.`` or ``..``
+            or has a lone surrogate; an ``int`` is outside the int64 range; a string cannot be
+            stored (see ``any_text``); containers are nested deeper than :data:`MAX_DEPTH`, or a
+            container contains itself.
 
     Returns:
         The description of ``tree``.
     """
-    # Exact type checks: a subclass (an IntEnum, a namedtuple) would not read back as itself.
-    scalar_kind = _PYTHON_SCALARS.get(type(tree))
-    if scalar_kind is not None:
-        if scalar_kind == "int" and not _INT64.min <= cast(int, tree) <= _INT64.max:
-            raise ValueError(f"{path}: int {tree} is outside the int64 range")
-        return _SCALAR_NODES[scalar_kind]
-    if isinstance(tree, np.ndarray):
-        if isinstance(tree, np.ma.MaskedArray):
-            raise TypeError(f"{path}: unsupported type MaskedArray (its mask would be lost)")
-        array: np.ndarray[Any, Any] = cast(Any, tree)
-        return ArrayNode(
-            dtype=_check_dtype(array.dtype, path),
-            shape=array.shape,
-            string_info=string_info_of(array.dtype),
+    return _Validator(any_text).node(tree, path, 0)
+
+
+class _Validator:
+    def __init__(self, any_text: bool) -> None:
+        self.any_text = any_text
+        # The containers on the path from the root: a tree that contains itself is refused by
+        # name rather than by running into MAX_DEPTH.
+        self.ancestors: set[int] = set()
+
+    def node(self, tree: object, path: str, depth: int) -> Node:
+        # Exact type checks: a subclass (an IntEnum, a namedtuple) would not read back as itself.
+        scalar_kind = _PYTHON_SCALARS.get(type(tree))
+        if scalar_kind is not None:
+            if scalar_kind == "int" and not _INT64.min <= cast(int, tree) <= _INT64.max:
+                raise ValueError(f"{path}: int {tree} is outside the int64 range")
+            if scalar_kind == "str" and not self.any_text:
+                _check_text(cast(str, tree), path)
+            return _SCALAR_NODES[scalar_kind]
+        if isinstance(tree, np.ndarray):
+            if isinstance(tree, np.ma.MaskedArray):
+                raise TypeError(f"{path}: unsupported type MaskedArray (its mask would be lost)")
+            array: np.ndarray[Any, Any] = cast(Any, tree)
+            dtype = _check_dtype(array.dtype, path)
+            if array.dtype.kind == "U" and not self.any_text:
+                _check_code_points(array, path)
+            return ArrayNode(
+                dtype=dtype, shape=array.shape, string_info=string_info_of(array.dtype)
+            )
+        if isinstance(tree, np.generic):
+            scalar: np.generic[Any] = cast(Any, tree)
+            dtype = _check_dtype(scalar.dtype, path)
+            if scalar.dtype.kind == "U" and not self.any_text:
+                _check_code_points(np.asarray(scalar), path)  # stored as a 0-d U array
+            return NumpyScalarNode(dtype=dtype, string_info=string_info_of(scalar.dtype))
+        if isinstance(tree, dict) or type(tree) is tuple or type(tree) is list:
+            return self.container(
+                cast("dict[object, object] | tuple[object, ...]", tree), path, depth
+            )
+        raise TypeError(
+            f"{path}: unsupported type {type(tree).__qualname__}; accepted: {_ACCEPTED}"
         )
-    if isinstance(tree, np.generic):
-        scalar: np.generic[Any] = cast(Any, tree)
-        return NumpyScalarNode(
-            dtype=_check_dtype(scalar.dtype, path), string_info=string_info_of(scalar.dtype)
+
+    def container(
+        self,
+        tree: "dict[object, object] | tuple[object, ...] | list[object]",
+        path: str,
+        depth: int,
+    ) -> Node:
+        depth += 1
+        if id(tree) in self.ancestors:
+            raise ValueError(f"{path}: a {type(tree).__name__} that contains itself")
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{path}: containers nested deeper than {MAX_DEPTH} (corelay.io.tree.MAX_DEPTH)"
+            )
+        self.ancestors.add(id(tree))
+        try:
+            if isinstance(tree, dict):
+                children: dict[str, Node] = {}
+                for key, value in tree.items():
+                    if not isinstance(key, str):
+                        raise TypeError(
+                            f"{path}: dict key {key!r} is {type(key).__name__}; keys must be str"
+                        )
+                    problem = name_problem(key)
+                    if problem is not None:
+                        raise ValueError(f"{path}: invalid dict key: {problem}")
+                    children[key] = self.node(value, f"{path}[{key!r}]", depth)
+                return DictNode(children=children)
+            items = [self.node(item, f"{path}[{index}]", depth) for index, item in enumerate(tree)]
+            kind: ContainerKind = "tuple" if isinstance(tree, tuple) else "list"
+            return SequenceNode(kind=kind, items=items)
+        finally:
+            self.ancestors.discard(id(tree))
+
+
+def _check_text(text: str, path: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(
+            f"{path}: str {_preview(text)} {problem}; HDF5 cannot store it as a string"
         )
-    if isinstance(tree, dict):
-        children: dict[str, Node] = {}
-        for key, value in cast("dict[object, object]", tree).items():
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"{path}: dict key {key!r} is {type(key).__name__}; keys must be str"
-                )
-            problem = name_problem(key)
-            if problem is not None:
-                raise ValueError(f"{path}: invalid dict key: {problem}")
-            children[key] = validate(value, f"{path}[{key!r}]")
-        return DictNode(children=children)
-    if type(tree) is tuple or type(tree) is list:
-        sequence = cast("tuple[object, ...] | list[object]", tree)
-        items = [validate(item, f"{path}[{index}]") for index, item in enumerate(sequence)]
-        kind: ContainerKind = "tuple" if isinstance(sequence, tuple) else "list"
-        return SequenceNode(kind=kind, items=items)
-    raise TypeError(f"{path}: unsupported type {type(tree).__qualname__}; accepted: {_ACCEPTED}")
+
+
+def _preview(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+
+
+def _check_code_points(array: np.ndarray[Any, Any], path: str) -> None:
+    """Refuses a unicode array holding a lone surrogate or a value beyond U+10FFFF."""
+    chars = array.dtype.itemsize // 4
+    if chars == 0 or array.size == 0:
+        return
+    codes_type = np.dtype(np.uint32).newbyteorder(array.dtype.byteorder)
+    # A view of a C-contiguous array; blocks of others are copied one at a time.
+    flat = array.reshape(-1) if array.flags.c_contiguous else None
+    step = max(1, _BLOCK_CODES // chars)
+    for start in range(0, array.size, step):
+        block = (flat if flat is not None else array.flat)[start : start + step]
+        codes = np.ascontiguousarray(block).view(codes_type)
+        if codes.max() < _FIRST_SURROGATE:
+            continue  # the usual case: one pass, no scratch array
+        bad = ((codes >= _FIRST_SURROGATE) & (codes <= _LAST_SURROGATE)) | (
+            codes > _LAST_CODE_POINT
+        )
+        if bad.any():
+            where = start + int(np.argmax(bad)) // chars
+            index = tuple(int(i) for i in np.unravel_index(where, array.shape))
+            code = int(codes[np.argmax(bad)])
+            raise ValueError(
+                f"{path}: unicode array holds U+{code:04X} at index {index}, which has no UTF-8 "
+                "encoding (a lone surrogate or beyond U+10FFFF); HDF5 cannot store it"
+            )
