@@ -7,25 +7,31 @@ dimensions needs no attribute, as a plain dataset reads back as exactly that arr
 out saves a third of the cost of writing a small array.
 """
 
+import math
 import signal
 import threading
 from collections import OrderedDict
 from collections.abc import Generator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+from h5py import h5a, h5d, h5g, h5i, h5l, h5o, h5p, h5s, h5t
 from h5py._objects import ObjectID
 
 from corelay.io._keys import TEMP_PREFIX
-from corelay.io.tree import Node, StringInfo
+from corelay.io.tree import MAX_DEPTH, Node, StringInfo
 
 __all__ = [
+    "DEFAULT_MAX_READ_BYTES",
     "DTYPE_ATTR",
     "KIND_ATTR",
+    "DanglingLinkError",
+    "ReadLimits",
+    "UnreadableNodeError",
     "create_dataset",
     "create_group",
     "get_str_attr",
@@ -134,30 +140,49 @@ def has_member(group: h5py.Group, name: str) -> bool:
     return group.id.links.exists(name.encode())
 
 
-def open_child(group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset:
-    """Returns ``group[name]`` for a direct member ``name``.
+def open_child(
+    group: h5py.Group, name: str, external: bool = False, path: str | None = None
+) -> h5py.Group | h5py.Dataset:
+    """Returns ``group[name]`` for a direct member ``name``, following no link out of the file.
+
+    Args:
+        group: The group.
+        name: The member's name.
+        external: Follow an external link (to another file) too.
+        path: How to name the member in errors; defaults to its name.
 
     Raises:
         KeyError: ``group`` has no member ``name``.
+        UnreadableNodeError: The member is an external link (unless ``external``), a soft link
+            to nothing or in a loop, or a named datatype.
     """
-    if not has_member(group, name):
+    key = name.encode()
+    if not group.id.links.exists(key):
         raise KeyError(f"no member {name!r} in {group.name!r}")
-    oid = h5o.open(group.id, name.encode())
-    if isinstance(oid, h5d.DatasetID):
-        return h5py.Dataset(oid)
-    if isinstance(oid, h5g.GroupID):
-        return h5py.Group(oid)
-    return group[name]  # a named datatype: let h5py wrap it
+    return _wrap(_open_member(group.id, key, name if path is None else path, external))
 
 
-def open_path(group: h5py.Group, names: list[str]) -> h5py.Group | h5py.Dataset | None:
-    """Returns ``group['/'.join(names)]``, or ``None`` if there is nothing at that path."""
-    found: h5py.Group | h5py.Dataset = group
-    for name in names:
-        if not isinstance(found, h5py.Group) or not has_member(found, name):
+def open_path(
+    group: h5py.Group, names: list[str], external: bool = False
+) -> h5py.Group | h5py.Dataset | None:
+    """Returns ``group['/'.join(names)]``, or ``None`` if there is nothing at that path.
+
+    A soft link to nothing is nothing; other links are opened as :func:`open_child` opens them.
+    """
+    found: ObjectID = group.id
+    for depth, name in enumerate(names):
+        key = name.encode()
+        if not isinstance(found, h5g.GroupID) or not found.links.exists(key):
             return None
-        found = open_child(found, name)
-    return found
+        try:
+            found = _open_member(found, key, "/" + "/".join(names[: depth + 1]), external)
+        except DanglingLinkError:
+            return None
+    return _wrap(found)
+
+
+def _wrap(oid: ObjectID) -> h5py.Group | h5py.Dataset:
+    return h5py.Dataset(oid) if isinstance(oid, h5d.DatasetID) else h5py.Group(oid)
 
 
 def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID:
@@ -231,8 +256,26 @@ def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
     return array
 
 
-def read_array(dataset: h5d.DatasetID) -> np.ndarray[Any, Any]:
-    """Reads the dataset of an ``ndarray`` or NumPy scalar leaf, as an array (0-d for a scalar)."""
+def read_array(
+    dataset: h5d.DatasetID, limits: "ReadLimits | None" = None, path: str = "dataset"
+) -> np.ndarray[Any, Any]:
+    """Reads the dataset of an ``ndarray`` or NumPy scalar leaf, as an array (0-d for a scalar).
+
+    Args:
+        dataset: The dataset.
+        limits: What the read may allocate and follow; defaults to :class:`ReadLimits`'s
+            defaults.
+        path: How to name the dataset in errors.
+
+    Raises:
+        UnreadableNodeError: The dataset is virtual or stored in other files, or it declares
+            more data than ``limits`` allow.
+    """
+    _Reader(limits if limits is not None else ReadLimits()).check_dataset(dataset, path)
+    return _read_array(dataset)
+
+
+def _read_array(dataset: h5d.DatasetID) -> np.ndarray[Any, Any]:
     array = _read_numeric(dataset)
     if array is not None:
         return array
@@ -295,43 +338,252 @@ def _write_unicode(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
     return dataset
 
 
-def read_node(obj: h5py.Group | h5py.Dataset) -> Any:
+# ---------------------------------------------------------------------------------- reading
+
+#: The default of :attr:`ReadLimits.max_bytes`: 1 GiB.
+DEFAULT_MAX_READ_BYTES = 1 << 30
+# A variable-length string costs a pointer and a Python object once read.
+_VLEN_ITEM_BYTES = 64
+# Datasets up to this size are not compared with the file's size: one call less per small read.
+_SMALL_BYTES = 1 << 20
+_LEAF_KINDS = frozenset(("ndarray", "generic", "none", "str", "bytes", *_PYTHON_SCALAR_TYPES))
+
+
+class UnreadableNodeError(ValueError):
+    """A node of an HDF5 file that the library does not read; the message names its path.
+
+    An external link, a virtual dataset or one stored in other files (unless followed on
+    purpose), a soft link to nothing or in a loop, a group reached twice (a group containing
+    itself, or shared structure), a named datatype, a member name that is not UTF-8, an unknown
+    ``corelay.kind``, data of a type the library does not hold, containers nested deeper than
+    :data:`~corelay.io.tree.MAX_DEPTH`, or more declared data than the read may allocate.
+    """
+
+
+class DanglingLinkError(UnreadableNodeError):
+    """A soft link to an object that does not exist."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one read of an HDF5 tree may allocate and follow."""
+
+    max_bytes: int = DEFAULT_MAX_READ_BYTES
+    """The most bytes of data one read may declare beyond what the file holds for them.
+
+    A chunked dataset declares its shape, not its data: a 1 KB file can declare terabytes of
+    unwritten (fill value) or highly compressed chunks. The bytes a dataset declares beyond the
+    bytes it takes in the file count against this limit, summed over the read; raise it to read
+    larger compressed or sparsely written datasets.
+    """
+
+    external: bool = False
+    """Follow external links and read virtual datasets and datasets stored in other files.
+
+    Off by default: a file read should not return another file's data, or fill values for a
+    missing source file, without the reader asking for it.
+    """
+
+
+def read_node(
+    obj: h5py.Group | h5py.Dataset, limits: ReadLimits | None = None, path: str | None = None
+) -> Any:
     """Reads the tree stored at ``obj``.
+
+    Args:
+        obj: The group or dataset.
+        limits: What the read may allocate and follow; defaults to :class:`ReadLimits`'s
+            defaults.
+        path: How to name ``obj`` in errors; defaults to its name in the file.
 
     Raises:
         KeyError: A recorded tuple or list misses an item.
+        UnreadableNodeError: A node the library does not read (see there).
     """
-    kind = get_str_attr(obj, KIND_ATTR)
-    if isinstance(obj, h5py.Group):
-        if kind == "dict":
-            return OrderedDict((key, read_node(open_child(obj, key))) for key in obj)
+    reader = _Reader(limits if limits is not None else ReadLimits())
+    return reader.node(obj.id, obj.name if path is None else path, 0)
+
+
+def _open_member(group: h5g.GroupID, name: bytes, path: str, external: bool) -> ObjectID:
+    link_type = group.links.get_info(name).type
+    if link_type == h5l.TYPE_EXTERNAL and not external:
+        file_name, target = group.links.get_val(name)[:2]
+        raise UnreadableNodeError(
+            f"{path}: external link to {_text(target)!r} in {_text(file_name)!r}: not followed "
+            "(set follow_external to follow it)"
+        )
+    if link_type not in (h5l.TYPE_HARD, h5l.TYPE_SOFT, h5l.TYPE_EXTERNAL):
+        raise UnreadableNodeError(f"{path}: user-defined link of type {link_type}: not followed")
+    try:
+        oid: ObjectID = h5o.open(group, name)
+    except (KeyError, RuntimeError, OSError, ValueError) as error:
+        if link_type == h5l.TYPE_SOFT:
+            target = _text(group.links.get_val(name))
+            if isinstance(error, KeyError):
+                raise DanglingLinkError(
+                    f"{path}: soft link to {target!r}, which does not exist"
+                ) from None
+            raise UnreadableNodeError(
+                f"{path}: soft link to {target!r} cannot be followed: {error}"
+            ) from None
+        raise UnreadableNodeError(f"{path}: cannot be opened: {error}") from None
+    if not isinstance(oid, h5d.DatasetID | h5g.GroupID):
+        raise UnreadableNodeError(f"{path}: a named datatype, not data")
+    return oid
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+class _Reader:
+    """One read: the groups reached so far and the bytes declared so far."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self.groups: set[ObjectID] = set()
+        self.unbacked = 0
+
+    def node(self, oid: ObjectID, path: str, depth: int) -> Any:
+        kind = self.kind(oid, path)
+        if isinstance(oid, h5g.GroupID):
+            return self.group(oid, kind, path, depth + 1)
+        if not isinstance(oid, h5d.DatasetID):
+            raise UnreadableNodeError(f"{path}: a named datatype, not data")
+        if kind is not None and kind not in _LEAF_KINDS:
+            raise UnreadableNodeError(f"{path}: unknown {KIND_ATTR} {kind!r} on a dataset")
+        self.check_dataset(oid, path)
+        try:
+            return _read_leaf(h5py.Dataset(oid), kind)
+        except UnreadableNodeError:
+            raise
+        except (OSError, RuntimeError, TypeError, ValueError, KeyError, AttributeError) as error:
+            raise UnreadableNodeError(
+                f"{path}: cannot be read as a {kind or 'dataset'}: {type(error).__name__}: {error}"
+            ) from None
+
+    @staticmethod
+    def kind(oid: ObjectID, path: str) -> str | None:
+        try:
+            kind = get_str_attr(_wrap(oid), KIND_ATTR)
+        except (OSError, RuntimeError, TypeError, ValueError, KeyError) as error:
+            raise UnreadableNodeError(
+                f"{path}: unreadable {KIND_ATTR} attribute: {error}"
+            ) from None
+        if kind is not None and not isinstance(kind, str):
+            raise UnreadableNodeError(f"{path}: the {KIND_ATTR} attribute is not a string")
+        return kind
+
+    def group(self, oid: h5g.GroupID, kind: str | None, path: str, depth: int) -> Any:
+        if oid in self.groups:
+            raise UnreadableNodeError(
+                f"{path}: a group reached a second time (a group containing itself, or linked "
+                "twice): the library reads trees, not shared structure"
+            )
+        if depth > MAX_DEPTH:
+            raise UnreadableNodeError(
+                f"{path}: groups nested deeper than {MAX_DEPTH} (corelay.io.tree.MAX_DEPTH)"
+            )
+        self.groups.add(oid)
+        prefix = path.rstrip("/") + "/"
         if kind in ("tuple", "list"):
-            items = [read_node(open_child(obj, str(index))) for index in range(len(obj))]
+            items = [
+                self.node(
+                    self.member(oid, str(index), prefix, strict=True), f"{prefix}{index}", depth
+                )
+                for index in range(oid.get_num_objs())
+            ]
             return tuple(items) if kind == "tuple" else items
-        return _read_foreign_group(obj)
+        if kind not in ("dict", None):
+            raise UnreadableNodeError(f"{path}: unknown {KIND_ATTR} {kind!r} on a group")
+        names = self.names(oid, path)
+        if kind == "dict":
+            return OrderedDict(
+                (name, self.node(self.member(oid, name, prefix), prefix + name, depth))
+                for name in names
+            )
+        # Written by another tool: read as corelay 1.0.0 reads groups, names made of digits as
+        # int keys; two names for one key would lose a value.
+        tree: OrderedDict[str | int, Any] = OrderedDict()
+        for name in names:
+            if name.startswith(TEMP_PREFIX):
+                continue
+            key: str | int = int(name) if name.isascii() and name.isdigit() else name
+            if key in tree:
+                raise UnreadableNodeError(
+                    f"{prefix}{name}: another member name of {path!r} reads as the same key "
+                    f"{key!r}: one value would be lost"
+                )
+            tree[key] = self.node(self.member(oid, name, prefix), prefix + name, depth)
+        return tree
+
+    @staticmethod
+    def names(oid: h5g.GroupID, path: str) -> list[str]:
+        names: list[str] = []
+        for raw in oid:
+            try:
+                names.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise UnreadableNodeError(
+                    f"{path}: member name {raw!r} is not UTF-8 text"
+                ) from None
+        return names
+
+    def member(self, oid: h5g.GroupID, name: str, prefix: str, strict: bool = False) -> ObjectID:
+        key = name.encode()
+        if strict and not oid.links.exists(key):
+            raise KeyError(f"no item {name!r} in {prefix.rstrip('/') or '/'!r}")
+        return _open_member(oid, key, prefix + name, self.limits.external)
+
+    def check_dataset(self, dataset: h5d.DatasetID, path: str) -> None:
+        """Refuses a dataset in other files, or one that declares more data than allowed."""
+        dtype, shape = dataset.dtype, dataset.shape
+        count = 1 if shape is None else math.prod(shape)
+        declared = count * (_VLEN_ITEM_BYTES if dtype.kind == "O" else dtype.itemsize)
+        stored = dataset.get_storage_size()
+        if not self.limits.external:
+            plist = dataset.get_create_plist()
+            if plist.get_layout() == h5d.VIRTUAL:
+                raise UnreadableNodeError(
+                    f"{path}: a virtual dataset, made of other datasets: not read "
+                    "(set follow_external to read it)"
+                )
+            if plist.get_external_count():
+                raise UnreadableNodeError(
+                    f"{path}: a dataset stored in other files: not read "
+                    "(set follow_external to read it)"
+                )
+        if stored > _SMALL_BYTES:
+            # What a damaged or crafted header claims to be in the file must fit in it.
+            file_size = h5i.get_file_id(dataset).get_filesize()
+            if stored > file_size:
+                raise UnreadableNodeError(
+                    f"{path}: claims {stored} bytes in a file of {file_size} bytes"
+                )
+        self.unbacked += max(0, declared - stored)
+        if self.unbacked > self.limits.max_bytes:
+            raise UnreadableNodeError(
+                f"{path}: declares {declared} bytes of data, {declared - stored} more than the "
+                f"file holds for it; this read may allocate at most {self.limits.max_bytes} "
+                "bytes beyond what the file holds (raise max_read_bytes to read it)"
+            )
+
+
+def _read_leaf(dataset: h5py.Dataset, kind: str | None) -> Any:
     if kind is None:
-        return _read_foreign_dataset(obj)
+        return _read_foreign_dataset(dataset)
     if kind == "none":
         return None
     if kind in ("ndarray", "generic"):
-        array = read_array(obj.id)
+        array = _read_array(dataset.id)
         return array[()] if kind == "generic" else array
-    numeric = _read_numeric(obj.id)
-    raw: Any = obj[()] if numeric is None else numeric
+    numeric = _read_numeric(dataset.id)
+    raw: Any = dataset[()] if numeric is None else numeric
     if kind == "str":
         return raw.decode("utf-8")
     if kind == "bytes":
         return raw.tobytes()
     return raw.item()
-
-
-def _read_foreign_group(group: h5py.Group) -> OrderedDict[str | int, Any]:
-    # As corelay 1.0.0 reads them: keys made only of digits become ints.
-    return OrderedDict(
-        (int(key) if key.isdigit() else key, read_node(group[key]))
-        for key in group
-        if not key.startswith(TEMP_PREFIX)
-    )
 
 
 def _read_foreign_dataset(dataset: h5py.Dataset) -> Any:

@@ -17,6 +17,7 @@ from corelay._typecheck import typechecked
 from corelay.base import Param
 from corelay.io import _hdf5, _pickle
 from corelay.io._hashed import HashedHDF5
+from corelay.io._hdf5 import UnreadableNodeError
 from corelay.io._keys import TEMP_PREFIX, split_key
 from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.journal import open_journaled, roll_back
@@ -43,6 +44,7 @@ __all__ = [
     "Storable",
     "StringInfo",
     "TreeInput",
+    "UnreadableNodeError",
 ]
 
 Mode = Literal["r", "w", "a"]
@@ -335,6 +337,11 @@ class _FileStorage(DataStorageBase):
 
         Raises:
             NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            UnreadableNodeError: (HDF5, a ``ValueError``) A node the library does not read,
+                named by its path: an external link or virtual dataset (unless followed), a soft
+                link to nothing or in a loop, shared or cyclic groups, a named datatype, a
+                member name that is not UTF-8, an unknown kind attribute, nesting deeper than
+                ``MAX_DEPTH``, or more declared data than ``max_read_bytes``.
             TypeError: No data_key is set.
             ValueError: The storage is closed, or the key is invalid.
 
@@ -419,6 +426,27 @@ class HDF5Storage(_FileStorage):
     io: h5py.File
     """The open HDF5 file."""
 
+    max_read_bytes: int = _hdf5.DEFAULT_MAX_READ_BYTES
+    """The most bytes of data one read may declare beyond what the file holds for them (1 GiB).
+
+    A chunked dataset declares a shape, not data: a file of a few kilobytes can declare
+    terabytes of chunks never written (read as fill values) or compressed. What datasets declare
+    beyond the bytes they take in the file counts against this limit, summed over one read;
+    a read beyond it raises :class:`~corelay.io.storage.UnreadableNodeError` before allocating.
+    Raise it for one storage (``storage.max_read_bytes = 8 << 30``; its views share it) or for
+    all (``HDF5Storage.max_read_bytes = ...``) to read larger compressed or sparse datasets.
+    """
+
+    follow_external: bool = False
+    """Whether reads follow external links and read virtual datasets and datasets stored in
+    other files.
+
+    Off by default: reading such a node raises :class:`~corelay.io.storage.UnreadableNodeError`
+    naming it, so that a read never silently returns another file's data (or fill values for a
+    source file that is missing). Set it to ``True`` on a storage (or on the class) to follow
+    them.
+    """
+
     _format = "HDF5"
 
     def __init__(
@@ -445,13 +473,17 @@ class HDF5Storage(_FileStorage):
         return not self.io.id.valid
 
     def _read_key(self, key: str, names: list[str]) -> Any:
-        obj = _hdf5.open_path(self.io, names)
+        limits = self._read_limits()
+        obj = _hdf5.open_path(self.io, names, limits.external)
         if obj is None:
             raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
         try:
-            return _hdf5.read_node(obj)
+            return _hdf5.read_node(obj, limits, "/" + key)
         except KeyError as error:
             raise NoDataSource(f"incomplete entry at key {key!r}: {error}") from error
+
+    def _read_limits(self) -> _hdf5.ReadLimits:
+        return _hdf5.ReadLimits(max_bytes=self.max_read_bytes, external=self.follow_external)
 
     def _write_key(self, key: str, names: list[str], tree: TreeInput, node: Node) -> None:
         with _hdf5.interrupts_deferred():
@@ -502,7 +534,7 @@ class HDF5Storage(_FileStorage):
         return group
 
     def _has_key(self, key: str, names: list[str]) -> bool:
-        return _hdf5.open_path(self.io, names) is not None
+        return _hdf5.open_path(self.io, names, self.follow_external) is not None
 
     def keys(self) -> KeysView[str]:
         """Lists the keys at the top level of the file.
