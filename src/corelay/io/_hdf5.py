@@ -34,6 +34,7 @@ __all__ = [
     "UnreadableNodeError",
     "create_dataset",
     "create_group",
+    "find",
     "get_str_attr",
     "has_member",
     "interrupts_deferred",
@@ -118,8 +119,12 @@ def _set_str_attr(oid: ObjectID, name: str, value: str) -> None:
 
 def get_str_attr(obj: h5py.Group | h5py.Dataset, name: str) -> Any:
     """Returns ``obj.attrs.get(name)``, reading the string attributes written here directly."""
+    return _str_attr(obj.id, name)
+
+
+def _str_attr(oid: ObjectID, name: str) -> Any:
     try:
-        attr = h5a.open(obj.id, name.encode())
+        attr = h5a.open(oid, name.encode())
     except KeyError:
         return None
     # h5py does not check the shape when reading into an array: only read a scalar.
@@ -132,7 +137,7 @@ def get_str_attr(obj: h5py.Group | h5py.Dataset, name: str) -> Any:
         else:
             item: object = value[()]
             return item.decode("utf-8") if isinstance(item, bytes) else item
-    return obj.attrs.get(name)  # written by another tool: let h5py decode it
+    return _wrap(oid).attrs.get(name)  # written by another tool: let h5py decode it
 
 
 def has_member(group: h5py.Group, name: str) -> bool:
@@ -169,6 +174,12 @@ def open_path(
 
     A soft link to nothing is nothing; other links are opened as :func:`open_child` opens them.
     """
+    found = find(group, names, external)
+    return None if found is None else _wrap(found)
+
+
+def find(group: h5py.Group, names: list[str], external: bool = False) -> ObjectID | None:
+    """As :func:`open_path`, returning the low-level object: cheaper to read."""
     found: ObjectID = group.id
     for depth, name in enumerate(names):
         key = name.encode()
@@ -178,7 +189,7 @@ def open_path(
             found = _open_member(found, key, "/" + "/".join(names[: depth + 1]), external)
         except DanglingLinkError:
             return None
-    return _wrap(found)
+    return found
 
 
 def _wrap(oid: ObjectID) -> h5py.Group | h5py.Dataset:
@@ -246,9 +257,12 @@ def _numeric_dtype(dataset: h5d.DatasetID) -> np.dtype[Any] | None:
     return dtype
 
 
-def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
+def _read_numeric(
+    dataset: h5d.DatasetID, known_shape: tuple[int, ...] | None = None
+) -> np.ndarray[Any, Any] | None:
     # As ``dataset[()]`` for a non-empty numeric dataset, as an array even when 0-d; else None.
-    dtype, shape = _numeric_dtype(dataset), dataset.shape
+    dtype = _numeric_dtype(dataset)
+    shape = dataset.shape if known_shape is None else known_shape
     if dtype is None or shape is None or 0 in shape:
         return None  # h5py.Empty has no shape
     array = np.empty(shape, dtype=dtype)
@@ -257,7 +271,7 @@ def _read_numeric(dataset: h5d.DatasetID) -> np.ndarray[Any, Any] | None:
 
 
 def read_array(
-    dataset: h5d.DatasetID, limits: "ReadLimits | None" = None, path: str = "dataset"
+    dataset: h5d.DatasetID, limits: "ReadLimits | None" = None, path: str | None = None
 ) -> np.ndarray[Any, Any]:
     """Reads the dataset of an ``ndarray`` or NumPy scalar leaf, as an array (0-d for a scalar).
 
@@ -265,18 +279,20 @@ def read_array(
         dataset: The dataset.
         limits: What the read may allocate and follow; defaults to :class:`ReadLimits`'s
             defaults.
-        path: How to name the dataset in errors.
+        path: How to name the dataset in errors; defaults to its name in the file.
 
     Raises:
         UnreadableNodeError: The dataset is virtual or stored in other files, or it declares
             more data than ``limits`` allow.
     """
-    _Reader(limits if limits is not None else ReadLimits()).check_dataset(dataset, path)
-    return _read_array(dataset)
+    shape = _Reader(limits if limits is not None else ReadLimits()).check_dataset(dataset, path)
+    return _read_array(dataset, shape)
 
 
-def _read_array(dataset: h5d.DatasetID) -> np.ndarray[Any, Any]:
-    array = _read_numeric(dataset)
+def _read_array(
+    dataset: h5d.DatasetID, shape: tuple[int, ...] | None = None
+) -> np.ndarray[Any, Any]:
+    array = _read_numeric(dataset, shape)
     if array is not None:
         return array
     wrapped = h5py.Dataset(dataset)
@@ -342,8 +358,8 @@ def _write_unicode(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
 
 #: The default of :attr:`ReadLimits.max_bytes`: 1 GiB.
 DEFAULT_MAX_READ_BYTES = 1 << 30
-# A variable-length string costs a pointer and a Python object once read.
-_VLEN_ITEM_BYTES = 64
+# A variable-length string takes this much in its dataset, which points into the file's heap.
+_VLEN_ITEM_BYTES = 16
 # Datasets up to this size are not compared with the file's size: one call less per small read.
 _SMALL_BYTES = 1 << 20
 _LEAF_KINDS = frozenset(("ndarray", "generic", "none", "str", "bytes", *_PYTHON_SCALAR_TYPES))
@@ -386,12 +402,14 @@ class ReadLimits:
 
 
 def read_node(
-    obj: h5py.Group | h5py.Dataset, limits: ReadLimits | None = None, path: str | None = None
+    obj: h5py.Group | h5py.Dataset | ObjectID,
+    limits: ReadLimits | None = None,
+    path: str | None = None,
 ) -> Any:
     """Reads the tree stored at ``obj``.
 
     Args:
-        obj: The group or dataset.
+        obj: The group or dataset, or its low-level object.
         limits: What the read may allocate and follow; defaults to :class:`ReadLimits`'s
             defaults.
         path: How to name ``obj`` in errors; defaults to its name in the file.
@@ -400,8 +418,9 @@ def read_node(
         KeyError: A recorded tuple or list misses an item.
         UnreadableNodeError: A node the library does not read (see there).
     """
-    reader = _Reader(limits if limits is not None else ReadLimits())
-    return reader.node(obj.id, obj.name if path is None else path, 0)
+    oid = obj if isinstance(obj, ObjectID) else obj.id
+    where = path if path is not None else _text(h5i.get_name(oid))
+    return _Reader(limits if limits is not None else ReadLimits()).node(oid, where, 0)
 
 
 def _open_member(group: h5g.GroupID, name: bytes, path: str, external: bool) -> ObjectID:
@@ -452,9 +471,9 @@ class _Reader:
             raise UnreadableNodeError(f"{path}: a named datatype, not data")
         if kind is not None and kind not in _LEAF_KINDS:
             raise UnreadableNodeError(f"{path}: unknown {KIND_ATTR} {kind!r} on a dataset")
-        self.check_dataset(oid, path)
+        shape = self.check_dataset(oid, path)
         try:
-            return _read_leaf(h5py.Dataset(oid), kind)
+            return _read_leaf(oid, kind, shape)
         except UnreadableNodeError:
             raise
         except (OSError, RuntimeError, TypeError, ValueError, KeyError, AttributeError) as error:
@@ -465,7 +484,7 @@ class _Reader:
     @staticmethod
     def kind(oid: ObjectID, path: str) -> str | None:
         try:
-            kind = get_str_attr(_wrap(oid), KIND_ATTR)
+            kind = _str_attr(oid, KIND_ATTR)
         except (OSError, RuntimeError, TypeError, ValueError, KeyError) as error:
             raise UnreadableNodeError(
                 f"{path}: unreadable {KIND_ATTR} attribute: {error}"
@@ -535,8 +554,13 @@ class _Reader:
             raise KeyError(f"no item {name!r} in {prefix.rstrip('/') or '/'!r}")
         return _open_member(oid, key, prefix + name, self.limits.external)
 
-    def check_dataset(self, dataset: h5d.DatasetID, path: str) -> None:
-        """Refuses a dataset in other files, or one that declares more data than allowed."""
+    def check_dataset(self, dataset: h5d.DatasetID, where: str | None) -> tuple[int, ...] | None:
+        """Refuses a dataset in other files, or one that declares more data than allowed.
+
+        Returns:
+            The dataset's shape.
+        """
+        path = where if where is not None else _text(h5i.get_name(dataset))
         dtype, shape = dataset.dtype, dataset.shape
         count = 1 if shape is None else math.prod(shape)
         declared = count * (_VLEN_ITEM_BYTES if dtype.kind == "O" else dtype.itemsize)
@@ -567,18 +591,19 @@ class _Reader:
                 f"file holds for it; this read may allocate at most {self.limits.max_bytes} "
                 "bytes beyond what the file holds (raise max_read_bytes to read it)"
             )
+        return shape
 
 
-def _read_leaf(dataset: h5py.Dataset, kind: str | None) -> Any:
+def _read_leaf(dataset: h5d.DatasetID, kind: str | None, shape: tuple[int, ...] | None) -> Any:
     if kind is None:
-        return _read_foreign_dataset(dataset)
+        return _read_foreign_dataset(dataset, shape)
     if kind == "none":
         return None
     if kind in ("ndarray", "generic"):
-        array = _read_array(dataset.id)
+        array = _read_array(dataset, shape)
         return array[()] if kind == "generic" else array
-    numeric = _read_numeric(dataset.id)
-    raw: Any = dataset[()] if numeric is None else numeric
+    numeric = _read_numeric(dataset, shape)
+    raw: Any = h5py.Dataset(dataset)[()] if numeric is None else numeric
     if kind == "str":
         return raw.decode("utf-8")
     if kind == "bytes":
@@ -586,10 +611,11 @@ def _read_leaf(dataset: h5py.Dataset, kind: str | None) -> Any:
     return raw.item()
 
 
-def _read_foreign_dataset(dataset: h5py.Dataset) -> Any:
-    numeric = _read_numeric(dataset.id)
+def _read_foreign_dataset(oid: h5d.DatasetID, shape: tuple[int, ...] | None) -> Any:
+    numeric = _read_numeric(oid, shape)
     if numeric is not None:
         return numeric if numeric.ndim else numeric[()]
+    dataset = h5py.Dataset(oid)
     if dataset.shape is None:
         return None
     if string_info(dataset) is not None:

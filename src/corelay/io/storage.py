@@ -474,7 +474,7 @@ class HDF5Storage(_FileStorage):
 
     def _read_key(self, key: str, names: list[str]) -> Any:
         limits = self._read_limits()
-        obj = _hdf5.open_path(self.io, names, limits.external)
+        obj = _hdf5.find(self.io, names, limits.external)
         if obj is None:
             raise NoDataSource(f"no data at key {key!r} in {str(self.path)!r}")
         try:
@@ -534,7 +534,7 @@ class HDF5Storage(_FileStorage):
         return group
 
     def _has_key(self, key: str, names: list[str]) -> bool:
-        return _hdf5.open_path(self.io, names, self.follow_external) is not None
+        return _hdf5.find(self.io, names, self.follow_external) is not None
 
     def keys(self) -> KeysView[str]:
         """Lists the keys at the top level of the file.

@@ -1,0 +1,306 @@
+"""HDF5 files written by others, damaged or crafted: reads end quickly, follow nothing outside
+the file unless asked, and raise only documented errors naming the path."""
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from h5py import h5p, h5t
+
+from corelay.io import _hdf5
+from corelay.io.storage import HDF5Storage, NoDataSource, UnreadableNodeError
+from corelay.io.tree import MAX_DEPTH
+from tests.cases import assert_same_tree
+
+
+def _crafted(path: Path, build: Callable[[h5py.File], None]) -> Path:
+    with h5py.File(path, "w") as file:
+        build(file)
+    return path
+
+
+def _external_pair(tmp_path: Path) -> Path:
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["x"] = np.arange(4)
+
+    def build(file: h5py.File) -> None:
+        file["ext"] = h5py.ExternalLink("other.h5", "/x")
+        file.create_group("g")["ext"] = h5py.ExternalLink("other.h5", "/x")
+        file["plain"] = np.ones(2)
+
+    return _crafted(tmp_path / "f.h5", build)
+
+
+def test_external_link_is_not_followed_unless_asked(tmp_path: Path) -> None:
+    path = _external_pair(tmp_path)
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"/ext: external link to '/x' in 'other.h5'"):
+            storage["ext"]
+        with pytest.raises(UnreadableNodeError, match="/g/ext: external link"):
+            storage["g"]
+        with pytest.raises(UnreadableNodeError, match="follow_external"):
+            "ext" in storage  # noqa: B015 - the check raises
+        assert_same_tree(storage["plain"], np.ones(2))
+        view = storage.at(data_key="ext")
+        view.follow_external = True  # opting in, for this view only
+        assert_same_tree(view.read(), np.arange(4))
+        with pytest.raises(UnreadableNodeError):
+            storage["ext"]
+    with HDF5Storage(path, "r") as storage:
+        storage.follow_external = True
+        assert_same_tree(storage["g"], {"ext": np.arange(4)})
+
+
+def _virtual(tmp_path: Path) -> Path:
+    def build(file: h5py.File) -> None:
+        layout = h5py.VirtualLayout(shape=(3,), dtype="f8")
+        layout[:] = h5py.VirtualSource("missing.h5", "x", shape=(3,))
+        file.create_virtual_dataset("vds", layout, fillvalue=-1)
+        (tmp_path / "raw.bin").write_bytes(np.arange(3.0).tobytes())
+        file.create_dataset("raw", shape=(3,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 24)])
+
+    return _crafted(tmp_path / "v.h5", build)
+
+
+def test_virtual_and_externally_stored_datasets_are_not_read_unless_asked(tmp_path: Path) -> None:
+    path = _virtual(tmp_path)
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/vds: a virtual dataset"):
+            storage["vds"]
+        with pytest.raises(UnreadableNodeError, match="/raw: a dataset stored in other files"):
+            storage["raw"]
+        storage.follow_external = True
+        assert_same_tree(storage["vds"], np.full(3, -1.0))  # asked for: the fill values
+        assert_same_tree(storage["raw"], np.arange(3.0))
+
+
+def _shared_levels(file: h5py.File, depth: int) -> None:
+    # Each level holds the next level's group twice: 2**depth paths through depth groups.
+    group = file.create_group("dag")
+    for _ in range(depth):
+        child = group.create_group("a")
+        group["b"] = child
+        group = child
+    group["leaf"] = np.zeros(1)
+
+
+def test_shared_groups_are_refused_within_seconds(tmp_path: Path) -> None:
+    path = _crafted(tmp_path / "dag.h5", lambda file: _shared_levels(file, 30))
+    start = time.perf_counter()
+    with (
+        HDF5Storage(path, "r") as storage,
+        pytest.raises(UnreadableNodeError, match=r"/dag/.*/b: a group reached a second time"),
+    ):
+        storage["dag"]
+    assert time.perf_counter() - start < 5
+
+
+def test_group_containing_itself_is_refused(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("loop")
+        group.attrs[_hdf5.KIND_ATTR] = "dict"
+        group["again"] = group
+
+    path = _crafted(tmp_path / "loop.h5", build)
+    with (
+        HDF5Storage(path, "r") as storage,
+        pytest.raises(UnreadableNodeError, match="/loop/again: a group reached a second time"),
+    ):
+        storage["loop"]
+
+
+def test_shared_datasets_read_as_copies(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("g")
+        group["a"] = np.arange(2)
+        group["b"] = group["a"]
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        assert_same_tree(storage["g"], {"a": np.arange(2), "b": np.arange(2)})
+
+
+def _declared(file: h5py.File) -> None:
+    file.create_dataset("huge", shape=(2**28,), dtype="f8", chunks=(1024,))
+    file.create_dataset("small", shape=(2**17,), dtype="f8", chunks=(1024,), fillvalue=7.0)
+
+
+def test_declared_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
+    path = _crafted(tmp_path / "declared.h5", _declared)
+    assert path.stat().st_size < 16_000
+    with HDF5Storage(path, "r") as storage:
+        tracemalloc.start()
+        with pytest.raises(UnreadableNodeError, match=r"/huge: declares 2147483648 bytes"):
+            storage["huge"]
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 1_000_000
+        assert_same_tree(storage["small"], np.full(2**17, 7.0))  # 1 MiB: under the default
+        storage.max_read_bytes = 2**19
+        with pytest.raises(UnreadableNodeError, match="raise max_read_bytes"):
+            storage["small"]
+    with pytest.raises(UnreadableNodeError, match="/huge: declares"):
+        with h5py.File(path, "r") as file:
+            _hdf5.read_array(file["huge"].id)  # what HashedHDF5 reads, with the default limit
+
+
+def test_declared_sizes_add_up_over_one_read(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("many")
+        for index in range(8):
+            group.create_dataset(str(index), shape=(2**14,), dtype="f8", chunks=(1024,))
+
+    with HDF5Storage(_crafted(tmp_path / "many.h5", build), "r") as storage:
+        storage.max_read_bytes = 5 * 2**17  # five of the eight datasets
+        with pytest.raises(UnreadableNodeError, match="/many/5: declares"):
+            storage["many"]
+        storage.max_read_bytes = 8 * 2**17
+        assert len(storage["many"]) == 8
+
+
+def test_written_data_never_counts_against_the_limit(tmp_path: Path) -> None:
+    with HDF5Storage(tmp_path / "f.h5", "w") as storage:
+        storage.max_read_bytes = 0
+        tree = {"a": np.arange(2**18.0), "b": ("text", np.array(["x", "yz"]), b"raw")}
+        storage["key"] = tree
+        assert_same_tree(storage["key"], tree)
+
+
+def test_dangling_soft_links(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        file["dangling"] = h5py.SoftLink("/nowhere")
+        file.create_group("g")["dangling"] = h5py.SoftLink("/nowhere")
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        assert "dangling" not in storage
+        with pytest.raises(NoDataSource, match="'dangling'"):
+            storage["dangling"]
+        with pytest.raises(
+            UnreadableNodeError, match="/g/dangling: soft link to '/nowhere', which does not exist"
+        ):
+            storage["g"]
+
+
+def test_cyclic_soft_links(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("g")
+        group["one"] = h5py.SoftLink("/g/two")
+        group["two"] = h5py.SoftLink("/g/one")
+        file.create_group("up")["parent"] = h5py.SoftLink("/up")
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/g/one: soft link to '/g/two' cannot be"):
+            storage["g"]
+        with pytest.raises(UnreadableNodeError, match="/up/parent: a group reached a second"):
+            storage["up"]
+
+
+_WRONG_KINDS: list[tuple[str, Callable[[h5py.File], None], str]] = [
+    (
+        "group-kind-ndarray",
+        lambda file: file.create_group("x").attrs.create(_hdf5.KIND_ATTR, "ndarray"),
+        "unknown corelay.kind 'ndarray' on a group",
+    ),
+    (
+        "dataset-kind-dict",
+        lambda file: file.create_dataset("x", data=1).attrs.create(_hdf5.KIND_ATTR, "dict"),
+        "unknown corelay.kind 'dict' on a dataset",
+    ),
+    (
+        "kind-not-a-string",
+        lambda file: file.create_group("x").attrs.create(_hdf5.KIND_ATTR, 3),
+        "the corelay.kind attribute is not a string",
+    ),
+    (
+        "kind-array",
+        lambda file: file.create_group("x").attrs.create(_hdf5.KIND_ATTR, ["dict", "list"]),
+        "the corelay.kind attribute is not a string",
+    ),
+    (
+        "str-kind-on-numbers",
+        lambda file: file.create_dataset("x", data=[1, 2]).attrs.create(_hdf5.KIND_ATTR, "str"),
+        "/x: cannot be read as a str",
+    ),
+    (
+        "bad-unicode-dtype",
+        lambda file: _with_attrs(
+            file.create_dataset("x", data=np.array([b"a"])),
+            {_hdf5.KIND_ATTR: "ndarray", _hdf5.DTYPE_ATTR: "<Q9"},
+        ),
+        "/x: cannot be read as a ndarray",
+    ),
+]
+
+
+def _with_attrs(obj: h5py.Dataset | h5py.Group, attrs: dict[str, Any]) -> None:
+    for name, value in attrs.items():
+        obj.attrs[name] = value
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [(build, message) for _, build, message in _WRONG_KINDS],
+    ids=[case for case, _, _ in _WRONG_KINDS],
+)
+def test_wrong_kind_attributes(
+    tmp_path: Path, build: Callable[[h5py.File], None], message: str
+) -> None:
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=message):
+            storage["x"]
+
+
+def test_named_datatypes(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        file["type"] = np.dtype("f8")
+        file.create_group("g")["type"] = file["type"]
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/type: a named datatype, not data"):
+            storage["type"]
+        with pytest.raises(UnreadableNodeError, match="/g/type: a named datatype"):
+            storage["g"]
+
+
+def _non_utf8_name(file: h5py.File) -> None:
+    group = file.create_group("g")
+    group["ok"] = 1
+    lcpl = h5p.create(h5p.LINK_CREATE)
+    lcpl.set_char_encoding(h5t.CSET_UTF8)
+    group.id.links.create_hard(b"bad\xff", group.id, b"ok", lcpl=lcpl)
+
+
+def test_member_names_that_are_not_utf8(tmp_path: Path) -> None:
+    with HDF5Storage(_crafted(tmp_path / "f.h5", _non_utf8_name), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"/g: member name b'bad\\xff' is not UTF-8"):
+            storage["g"]
+
+
+def test_foreign_names_reading_as_one_key(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("g")
+        group["1"] = 1
+        group["01"] = 2
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="reads as the same key 1"):
+            storage["g"]
+
+
+def test_foreign_groups_deeper_than_the_limit(tmp_path: Path) -> None:
+    def build(file: h5py.File) -> None:
+        group = file.create_group("deep")
+        for _ in range(MAX_DEPTH + 20):
+            group = group.create_group("d")
+
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=f"nested deeper than {MAX_DEPTH}"):
+            storage["deep"]
+
+
+def test_unreadable_nodes_are_value_errors() -> None:
+    assert issubclass(UnreadableNodeError, ValueError)
