@@ -246,7 +246,11 @@ def test_inspect_does_not_read_datasets(capsys: pytest.CaptureFixture[str], tmp_
     assert entry["stored_bytes"] == 0
     status, out, _ = run(capsys, "inspect", path)
     assert status == 0 and "7.3 TiB" in out
-    assert run(capsys, "validate", path)[0] == 0
+    # Reading it is refused by default, before allocating: validate says so.
+    status, out, _ = run(capsys, "validate", path)
+    assert status == 1
+    assert "/huge: declares 8000000000000 bytes more than the file holds" in out
+    assert "max_read_bytes" in out
 
 
 def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:

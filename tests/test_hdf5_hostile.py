@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from h5py import h5p, h5t
 
+from corelay import cli
+from corelay.cli import main
 from corelay.io import _hdf5
 from corelay.io.storage import HDF5Storage, NoDataSource, UnreadableNodeError
 from corelay.io.tree import MAX_DEPTH
@@ -38,9 +40,11 @@ def _external_pair(tmp_path: Path) -> Path:
 
 def test_external_link_is_not_followed_unless_asked(tmp_path: Path) -> None:
     path = _external_pair(tmp_path)
-    with HDF5Storage(path, "r") as storage:
-        with pytest.raises(UnreadableNodeError, match=r"/ext: external link to '/x' in 'other.h5'"):
-            storage["ext"]
+    with (
+        HDF5Storage(path, "r") as storage,
+        pytest.raises(UnreadableNodeError, match=r"/ext: external link to '/x' in 'other.h5'"),
+    ):
+        storage["ext"]
         with pytest.raises(UnreadableNodeError, match="/g/ext: external link"):
             storage["g"]
         with pytest.raises(UnreadableNodeError, match="follow_external"):
@@ -62,16 +66,20 @@ def _virtual(tmp_path: Path) -> Path:
         layout[:] = h5py.VirtualSource("missing.h5", "x", shape=(3,))
         file.create_virtual_dataset("vds", layout, fillvalue=-1)
         (tmp_path / "raw.bin").write_bytes(np.arange(3.0).tobytes())
-        file.create_dataset("raw", shape=(3,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 24)])
+        file.create_dataset(
+            "raw", shape=(3,), dtype="f8", external=[(str(tmp_path / "raw.bin"), 0, 24)]
+        )
 
     return _crafted(tmp_path / "v.h5", build)
 
 
 def test_virtual_and_externally_stored_datasets_are_not_read_unless_asked(tmp_path: Path) -> None:
     path = _virtual(tmp_path)
-    with HDF5Storage(path, "r") as storage:
-        with pytest.raises(UnreadableNodeError, match="/vds: a virtual dataset"):
-            storage["vds"]
+    with (
+        HDF5Storage(path, "r") as storage,
+        pytest.raises(UnreadableNodeError, match="/vds: a virtual dataset"),
+    ):
+        storage["vds"]
         with pytest.raises(UnreadableNodeError, match="/raw: a dataset stored in other files"):
             storage["raw"]
         storage.follow_external = True
@@ -143,9 +151,8 @@ def test_declared_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
         storage.max_read_bytes = 2**19
         with pytest.raises(UnreadableNodeError, match="raise max_read_bytes"):
             storage["small"]
-    with pytest.raises(UnreadableNodeError, match="/huge: declares"):
-        with h5py.File(path, "r") as file:
-            _hdf5.read_array(file["huge"].id)  # what HashedHDF5 reads, with the default limit
+    with h5py.File(path, "r") as file, pytest.raises(UnreadableNodeError, match="/huge: declares"):
+        _hdf5.read_array(file["huge"].id)  # what HashedHDF5 reads, with the default limit
 
 
 def test_declared_sizes_add_up_over_one_read(tmp_path: Path) -> None:
@@ -192,9 +199,11 @@ def test_cyclic_soft_links(tmp_path: Path) -> None:
         group["two"] = h5py.SoftLink("/g/one")
         file.create_group("up")["parent"] = h5py.SoftLink("/up")
 
-    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match="/g/one: soft link to '/g/two' cannot be"):
-            storage["g"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
+        pytest.raises(UnreadableNodeError, match="/g/one: soft link to '/g/two' cannot be"),
+    ):
+        storage["g"]
         with pytest.raises(UnreadableNodeError, match="/up/parent: a group reached a second"):
             storage["up"]
 
@@ -249,9 +258,11 @@ def _with_attrs(obj: h5py.Dataset | h5py.Group, attrs: dict[str, Any]) -> None:
 def test_wrong_kind_attributes(
     tmp_path: Path, build: Callable[[h5py.File], None], message: str
 ) -> None:
-    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match=message):
-            storage["x"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
+        pytest.raises(UnreadableNodeError, match=message),
+    ):
+        storage["x"]
 
 
 def test_named_datatypes(tmp_path: Path) -> None:
@@ -259,9 +270,11 @@ def test_named_datatypes(tmp_path: Path) -> None:
         file["type"] = np.dtype("f8")
         file.create_group("g")["type"] = file["type"]
 
-    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match="/type: a named datatype, not data"):
-            storage["type"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
+        pytest.raises(UnreadableNodeError, match="/type: a named datatype, not data"),
+    ):
+        storage["type"]
         with pytest.raises(UnreadableNodeError, match="/g/type: a named datatype"):
             storage["g"]
 
@@ -275,9 +288,11 @@ def _non_utf8_name(file: h5py.File) -> None:
 
 
 def test_member_names_that_are_not_utf8(tmp_path: Path) -> None:
-    with HDF5Storage(_crafted(tmp_path / "f.h5", _non_utf8_name), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match=r"/g: member name b'bad\\xff' is not UTF-8"):
-            storage["g"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", _non_utf8_name), "r") as storage,
+        pytest.raises(UnreadableNodeError, match=r"/g: member name b'bad\\xff' is not UTF-8"),
+    ):
+        storage["g"]
 
 
 def test_foreign_names_reading_as_one_key(tmp_path: Path) -> None:
@@ -286,9 +301,11 @@ def test_foreign_names_reading_as_one_key(tmp_path: Path) -> None:
         group["1"] = 1
         group["01"] = 2
 
-    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match="reads as the same key 1"):
-            storage["g"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
+        pytest.raises(UnreadableNodeError, match="reads as the same key 1"),
+    ):
+        storage["g"]
 
 
 def test_foreign_groups_deeper_than_the_limit(tmp_path: Path) -> None:
@@ -297,10 +314,84 @@ def test_foreign_groups_deeper_than_the_limit(tmp_path: Path) -> None:
         for _ in range(MAX_DEPTH + 20):
             group = group.create_group("d")
 
-    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
-        with pytest.raises(UnreadableNodeError, match=f"nested deeper than {MAX_DEPTH}"):
-            storage["deep"]
+    with (
+        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
+        pytest.raises(UnreadableNodeError, match=f"nested deeper than {MAX_DEPTH}"),
+    ):
+        storage["deep"]
 
 
 def test_unreadable_nodes_are_value_errors() -> None:
     assert issubclass(UnreadableNodeError, ValueError)
+
+
+# ---------------------------------------------------------------------------------- the CLI
+
+
+def _hostile_file(path: Path) -> Path:
+    def build(file: h5py.File) -> None:
+        _shared_levels(file, 30)
+        loop = file.create_group("loop")
+        loop["again"] = loop
+        deep = file.create_group("deep")
+        for _ in range(MAX_DEPTH + 20):
+            deep = deep.create_group("d")
+        file["ext"] = h5py.ExternalLink("other.h5", "/x")
+        layout = h5py.VirtualLayout(shape=(3,), dtype="f8")
+        layout[:] = h5py.VirtualSource("missing.h5", "x", shape=(3,))
+        file.create_virtual_dataset("vds", layout, fillvalue=-1)
+        file["dangling"] = h5py.SoftLink("/nowhere")
+        file["c1"] = h5py.SoftLink("/c2")
+        file["c2"] = h5py.SoftLink("/c1")
+        file["type"] = np.dtype("f8")
+        file.create_group("kind").attrs[_hdf5.KIND_ATTR] = np.array(["dict", "list"], dtype="S4")
+        file.create_dataset("huge", shape=(2**28,), dtype="f8", chunks=(1024,))
+        _non_utf8_name(file)
+
+    return _crafted(path, build)
+
+
+def test_validate_reports_every_hostile_node_within_seconds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _hostile_file(tmp_path / "hostile.h5")
+    start = time.perf_counter()
+    assert main(["validate", str(path)]) == 1
+    assert time.perf_counter() - start < 10
+    out, err = capsys.readouterr()
+    assert err == ""
+    problems = dict(line.strip().split(": ", 1) for line in out.splitlines()[1:])
+    assert problems["/dag/b"].startswith("a group reached a second time")
+    assert problems["/loop/again"].startswith("a group that contains itself")
+    assert "nested deeper than" in problems["/deep" + "/d" * MAX_DEPTH]
+    assert "external link to 'other.h5:/x'" in problems["/ext"]
+    assert problems["/vds"].startswith("a virtual dataset")
+    assert problems["/dangling"] == "dangling soft link to '/nowhere'"
+    assert "too many links" in problems["/c1"]
+    assert "named datatype" in problems["/type"]
+    assert problems["/kind"] == "the corelay.kind attribute is not a string"
+    assert "max_read_bytes" in problems["/huge"]
+    assert "not UTF-8" in problems["/g/b'bad\\xff'"]
+
+
+def test_inspect_of_hostile_files_prints_no_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _hostile_file(tmp_path / "hostile.h5")
+    assert main(["inspect", str(path)]) == 0
+    assert main(["inspect", "--json", str(path)]) == 0
+    for key in ("dag", "loop", "deep", "ext", "c1", "dangling", "type", "kind", "g"):
+        assert main(["inspect", str(path), key]) == 0, key
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_prints_one_line_for_unexpected_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(cli, "describe_file", explode)
+    assert main(["validate", str(tmp_path / "any.h5")]) == 2
+    _, err = capsys.readouterr()
+    assert err == "corelay-io: error: RecursionError: maximum recursion depth exceeded\n"

@@ -421,8 +421,8 @@ def _error_message(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``corelay-io`` command.
 
-    Bad input (a missing, damaged or foreign file, a bad key) prints one line to stderr and
-    returns 2, never a traceback.
+    Bad input (a missing, damaged, crafted or foreign file, a bad key) prints one line to stderr
+    and returns 2, never a traceback.
 
     Args:
         argv: The arguments, without the program name; defaults to ``sys.argv[1:]``.
@@ -451,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        except Exception as error:  # a crafted file can fail in ways no list foresees
+            _print_warnings(caught)
+            print(f"{PROG}: error: {type(error).__name__}: {error}", file=sys.stderr)
+            return 2
     _print_warnings(caught)
     return status
 

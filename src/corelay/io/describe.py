@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 
 import h5py
 import numpy as np
-from h5py import h5a
+from h5py import h5a, h5d
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from corelay._typecheck import typechecked
@@ -43,6 +43,7 @@ from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
 from corelay.io.errors import NoDataSource
 from corelay.io.journal import open_journaled
 from corelay.io.tree import (
+    MAX_DEPTH,
     ArrayNode,
     NumpyScalarNode,
     ScalarNode,
@@ -282,6 +283,7 @@ _NON_STR_KEY = "dict entry with a "
 # What h5py raises for damaged metadata, besides OSError.
 _UNREADABLE = (OSError, RuntimeError, ValueError, TypeError, KeyError, OverflowError)
 _UPSTREAM_ENTRY_MEMBERS = ("data", "input", "output")
+_CONTAINER_KINDS = ("dict", "tuple", "list")
 # Metadata datasets and attributes with up to this many elements are read to show them.
 _META_ELEMENTS = 16
 _META_MEMBERS = 64
@@ -440,6 +442,9 @@ class _HDF5Walker:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.count = 0
+        # Every group described so far: a group reached again (a loop, or shared structure that
+        # could double at every level) is reported, not described again.
+        self.seen: set[object] = set()
 
     def step(self) -> None:
         self.count += 1
@@ -467,6 +472,12 @@ class _HDF5Walker:
         self, group: h5py.Group, name: str, label: str, ancestors: tuple[object, ...]
     ) -> "Description":
         link = group.get(name, getlink=True)
+        if link is None:  # _names gave the repr of a name that is not UTF-8
+            return OtherDescription(
+                name=label,
+                what="member whose name is not UTF-8 text",
+                problem="a member name that is not UTF-8 text: reading refuses it",
+            )
         if isinstance(link, h5py.SoftLink):
             if group.get(name) is None:
                 return OtherDescription(
@@ -480,7 +491,7 @@ class _HDF5Walker:
             return OtherDescription(
                 name=label,
                 what=f"external link to {target!r}",
-                problem=f"external link to {target!r}: the library holds only what is in the file",
+                problem=f"external link to {target!r}: read only with follow_external",
             )
         obj = group.get(name)
         if isinstance(obj, h5py.Group):
@@ -490,6 +501,20 @@ class _HDF5Walker:
                     what="hard link to a group that contains it",
                     problem="a group that contains itself: reading it would never end",
                 )
+            if obj.id in self.seen:
+                return OtherDescription(
+                    name=label,
+                    what="another link to a group described above",
+                    problem="a group reached a second time (shared structure): reading refuses it",
+                )
+            if len(ancestors) >= MAX_DEPTH:
+                return OtherDescription(
+                    name=label,
+                    what="group nested too deep",
+                    problem=f"groups nested deeper than {MAX_DEPTH} (MAX_DEPTH): reading refuses "
+                    "them",
+                )
+            self.seen.add(obj.id)
             return self.group(obj, label, (*ancestors, obj.id))
         if isinstance(obj, h5py.Dataset):
             return self.dataset(obj, label)
@@ -501,6 +526,13 @@ class _HDF5Walker:
 
     def group(self, group: h5py.Group, name: str, ancestors: tuple[object, ...]) -> "Description":
         kind = get_str_attr(group, KIND_ATTR)
+        if kind is not None and (not isinstance(kind, str) or kind not in _CONTAINER_KINDS):
+            problem = (
+                f"the {KIND_ATTR} attribute {kind!r} is not a container kind"
+                if isinstance(kind, str)
+                else f"the {KIND_ATTR} attribute is not a string"
+            )
+            return OtherDescription(name=name, what="group recording a wrong kind", problem=problem)
         if kind == "dict":
             children = [self.member(group, child, child, ancestors) for child in _names(group)]
             return ContainerDescription(name=name, kind="dict", recorded=True, children=children)
@@ -554,7 +586,13 @@ class _HDF5Walker:
         dtype, shape = dataset.dtype, dataset.shape
         stored = dataset.id.get_storage_size()
         info = _hdf5.string_info(dataset)
-        problem = _dtype_problem(dtype)
+        problem = _dtype_problem(dtype) or _storage_problem(dataset, stored)
+        if kind is not None and not isinstance(kind, str):
+            return OtherDescription(
+                name=name,
+                what="dataset recording a kind that is not a string",
+                problem=f"the {KIND_ATTR} attribute is not a string",
+            )
         if kind is None:
             leaf_kind: LeafKind
             if shape is None:
@@ -631,6 +669,8 @@ class _HDF5Walker:
         for name in _names(group):
             if name == META_GROUP or name.startswith(TEMP_PREFIX):
                 continue
+            if not isinstance(group.get(name, getlink=True), h5py.HardLink):
+                return False  # never follow a link out of the file, or into a loop
             member = group.get(name)
             if not isinstance(member, h5py.Group):
                 return False
@@ -877,6 +917,24 @@ def _with_attrs_and_value(
         with contextlib.suppress(*_UNREADABLE):
             update["value"] = _json_value(_hdf5.read_node(obj), VALUE_BYTES)
     return described.model_copy(update=update) if update else described
+
+
+def _storage_problem(dataset: h5py.Dataset, stored: int) -> str | None:
+    """Why reading ``dataset`` is refused by default: its data are elsewhere, or too big."""
+    plist = dataset.id.get_create_plist()
+    if plist.get_layout() == h5d.VIRTUAL:
+        return "a virtual dataset, made of other datasets: read only with follow_external"
+    if plist.get_external_count():
+        return "a dataset stored in other files: read only with follow_external"
+    shape = dataset.shape
+    if shape is not None and dataset.dtype.kind != "O":
+        beyond = math.prod(shape) * dataset.dtype.itemsize - stored
+        if beyond > _hdf5.DEFAULT_MAX_READ_BYTES:
+            return (
+                f"declares {beyond} bytes more than the file holds for it: read only with "
+                f"max_read_bytes raised above {_hdf5.DEFAULT_MAX_READ_BYTES}"
+            )
+    return None
 
 
 def _nbytes(dtype: np.dtype[Any], shape: tuple[int, ...]) -> int | None:
