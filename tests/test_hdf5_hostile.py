@@ -40,11 +40,9 @@ def _external_pair(tmp_path: Path) -> Path:
 
 def test_external_link_is_not_followed_unless_asked(tmp_path: Path) -> None:
     path = _external_pair(tmp_path)
-    with (
-        HDF5Storage(path, "r") as storage,
-        pytest.raises(UnreadableNodeError, match=r"/ext: external link to '/x' in 'other.h5'"),
-    ):
-        storage["ext"]
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"/ext: external link to '/x' in 'other.h5'"):
+            storage["ext"]
         with pytest.raises(UnreadableNodeError, match="/g/ext: external link"):
             storage["g"]
         with pytest.raises(UnreadableNodeError, match="follow_external"):
@@ -75,11 +73,9 @@ def _virtual(tmp_path: Path) -> Path:
 
 def test_virtual_and_externally_stored_datasets_are_not_read_unless_asked(tmp_path: Path) -> None:
     path = _virtual(tmp_path)
-    with (
-        HDF5Storage(path, "r") as storage,
-        pytest.raises(UnreadableNodeError, match="/vds: a virtual dataset"),
-    ):
-        storage["vds"]
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/vds: a virtual dataset"):
+            storage["vds"]
         with pytest.raises(UnreadableNodeError, match="/raw: a dataset stored in other files"):
             storage["raw"]
         storage.follow_external = True
@@ -199,11 +195,9 @@ def test_cyclic_soft_links(tmp_path: Path) -> None:
         group["two"] = h5py.SoftLink("/g/one")
         file.create_group("up")["parent"] = h5py.SoftLink("/up")
 
-    with (
-        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
-        pytest.raises(UnreadableNodeError, match="/g/one: soft link to '/g/two' cannot be"),
-    ):
-        storage["g"]
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/g/one: soft link to '/g/two' cannot be"):
+            storage["g"]
         with pytest.raises(UnreadableNodeError, match="/up/parent: a group reached a second"):
             storage["up"]
 
@@ -270,11 +264,9 @@ def test_named_datatypes(tmp_path: Path) -> None:
         file["type"] = np.dtype("f8")
         file.create_group("g")["type"] = file["type"]
 
-    with (
-        HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage,
-        pytest.raises(UnreadableNodeError, match="/type: a named datatype, not data"),
-    ):
-        storage["type"]
+    with HDF5Storage(_crafted(tmp_path / "f.h5", build), "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="/type: a named datatype, not data"):
+            storage["type"]
         with pytest.raises(UnreadableNodeError, match="/g/type: a named datatype"):
             storage["g"]
 
