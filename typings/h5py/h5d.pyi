@@ -33,6 +33,7 @@ class DatasetID(ObjectID):
 
 COMPACT: int
 CONTIGUOUS: int
+VIRTUAL: int
 
 def create(
     loc: ObjectID,

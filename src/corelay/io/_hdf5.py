@@ -193,7 +193,11 @@ def find(group: h5py.Group, names: list[str], external: bool = False) -> ObjectI
 
 
 def _wrap(oid: ObjectID) -> h5py.Group | h5py.Dataset:
-    return h5py.Dataset(oid) if isinstance(oid, h5d.DatasetID) else h5py.Group(oid)
+    if isinstance(oid, h5d.DatasetID):
+        return h5py.Dataset(oid)
+    if isinstance(oid, h5g.GroupID):
+        return h5py.Group(oid)
+    raise UnreadableNodeError(f"{_text(h5i.get_name(oid))}: a named datatype, not data")
 
 
 def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID:
@@ -437,13 +441,13 @@ def _open_member(group: h5g.GroupID, name: bytes, path: str, external: bool) -> 
         oid: ObjectID = h5o.open(group, name)
     except (KeyError, RuntimeError, OSError, ValueError) as error:
         if link_type == h5l.TYPE_SOFT:
-            target = _text(group.links.get_val(name))
+            soft_target = _text(group.links.get_val(name))
             if isinstance(error, KeyError):
                 raise DanglingLinkError(
-                    f"{path}: soft link to {target!r}, which does not exist"
+                    f"{path}: soft link to {soft_target!r}, which does not exist"
                 ) from None
             raise UnreadableNodeError(
-                f"{path}: soft link to {target!r} cannot be followed: {error}"
+                f"{path}: soft link to {soft_target!r} cannot be followed: {error}"
             ) from None
         raise UnreadableNodeError(f"{path}: cannot be opened: {error}") from None
     if not isinstance(oid, h5d.DatasetID | h5g.GroupID):

@@ -527,12 +527,14 @@ class _HDF5Walker:
     def group(self, group: h5py.Group, name: str, ancestors: tuple[object, ...]) -> "Description":
         kind = get_str_attr(group, KIND_ATTR)
         if kind is not None and (not isinstance(kind, str) or kind not in _CONTAINER_KINDS):
-            problem = (
+            wrong_kind = (
                 f"the {KIND_ATTR} attribute {kind!r} is not a container kind"
                 if isinstance(kind, str)
                 else f"the {KIND_ATTR} attribute is not a string"
             )
-            return OtherDescription(name=name, what="group recording a wrong kind", problem=problem)
+            return OtherDescription(
+                name=name, what="group recording a wrong kind", problem=wrong_kind
+            )
         if kind == "dict":
             children = [self.member(group, child, child, ancestors) for child in _names(group)]
             return ContainerDescription(name=name, kind="dict", recorded=True, children=children)

@@ -334,9 +334,17 @@ def _check_code_points(array: np.ndarray[Any, Any], path: str) -> None:
         )
         if bad.any():
             where = start + int(np.argmax(bad)) // chars
-            index = tuple(int(i) for i in np.unravel_index(where, array.shape))
+            index = _index_of(where, array.shape)
             code = int(codes[np.argmax(bad)])
             raise ValueError(
                 f"{path}: unicode array holds U+{code:04X} at index {index}, which has no UTF-8 "
                 "encoding (a lone surrogate or beyond U+10FFFF); HDF5 cannot store it"
             )
+
+
+def _index_of(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index: list[int] = []
+    for size in reversed(shape):
+        flat_index, position = divmod(flat_index, size)
+        index.append(position)
+    return tuple(reversed(index))

@@ -1,0 +1,6 @@
+# Type stubs for h5py's low-level identifier interface (only what this project uses).
+from h5py._objects import ObjectID
+from h5py.h5f import FileID
+
+def get_name(obj: ObjectID) -> bytes: ...
+def get_file_id(obj: ObjectID) -> FileID: ...
