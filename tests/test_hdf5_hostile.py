@@ -392,3 +392,19 @@ def test_cli_prints_one_line_for_unexpected_errors(
     assert main(["validate", str(tmp_path / "any.h5")]) == 2
     _, err = capsys.readouterr()
     assert err == "corelay-io: error: RecursionError: maximum recursion depth exceeded\n"
+
+
+def test_inspect_of_a_key_behind_an_external_link_does_not_follow_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other.create_group("x")["y"] = np.arange(2)
+    path = _crafted(
+        tmp_path / "f.h5",
+        lambda file: file.create_group("g").__setitem__("ext", h5py.ExternalLink("other.h5", "/x")),
+    )
+    assert main(["inspect", str(path), "g/ext/y"]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("corelay-io: error: /g/ext: external link to '/x' in 'other.h5'")
+    assert main(["inspect", str(path), "g/ext"]) == 0
+    assert "external link" in capsys.readouterr().out

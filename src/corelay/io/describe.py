@@ -312,7 +312,9 @@ def describe_file(
         NotAStorageFileError: The file is neither HDF5 nor a file of pickle records, or it is
             truncated or damaged.
         NoDataSource: The file has no entry at ``key``.
-        ValueError: ``key`` is not a valid key.
+        ValueError: ``key`` is not a valid key, or an
+            :class:`~corelay.io.storage.UnreadableNodeError`: its path goes through an external
+            link.
         BlockingIOError: Another process is writing the HDF5 file.
 
     Returns:
@@ -420,10 +422,12 @@ def _describe_hdf5(path: Path, key: str | None, progress: Progress) -> list["Des
     try:
         walker = _HDF5Walker(progress)
         if key is not None:
-            parent_name, _, name = key.rpartition("/")
-            parent = file.get(parent_name) if parent_name else file
-            if not isinstance(parent, h5py.Group) or file.get(key, getlink=True) is None:
+            *parent_names, name = key.split("/")
+            # Not file.get(): it would follow an external link on the way to the key.
+            found = _hdf5.open_path(file, parent_names)
+            if not isinstance(found, h5py.Group) or not _hdf5.has_member(found, name):
                 raise NoDataSource(f"no key {key!r} in {str(path)!r}")
+            parent = found
             return [walker.member(parent, name, key, ())]
         if walker.is_hashed_group(file):
             return [walker.hashed_group(file, "/", ())]
@@ -432,6 +436,8 @@ def _describe_hdf5(path: Path, key: str | None, progress: Progress) -> list["Des
             for name in _names(file)
             if not name.startswith(TEMP_PREFIX)
         ]
+    except _hdf5.UnreadableNodeError:
+        raise  # a link on the way to the key, named by its path: the file is not damaged
     except _UNREADABLE as error:
         raise NotAStorageFileError(f"{str(path)!r} is damaged: {error}") from None
     finally:

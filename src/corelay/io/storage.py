@@ -373,7 +373,9 @@ class _FileStorage(DataStorageBase):
 
         Raises:
             TypeError: No data_key is set.
-            ValueError: The storage is closed, or the key is invalid.
+            ValueError: The storage is closed, or the key is invalid; for HDF5 an
+                :class:`UnreadableNodeError` when the key's path goes through a link the storage
+                does not follow (see :attr:`HDF5Storage.follow_external`).
         """
         return self._has_key(*self._checked(self._key()))
 
