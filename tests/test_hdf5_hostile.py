@@ -241,6 +241,14 @@ _WRONG_KINDS: list[tuple[str, Callable[[h5py.File], None], str]] = [
         ),
         "/x: cannot be read as a ndarray",
     ),
+    (
+        "unicode-dtype-not-a-string",
+        lambda file: _with_attrs(
+            file.create_dataset("x", data=np.array([b"a"])),
+            {_hdf5.KIND_ATTR: "ndarray", _hdf5.DTYPE_ATTR: np.zeros(1000)},
+        ),
+        "/x: cannot be read as a ndarray: ValueError: the corelay.dtype attribute is not a string",
+    ),
 ]
 
 

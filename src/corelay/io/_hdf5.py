@@ -122,13 +122,20 @@ def get_str_attr(obj: h5py.Group | h5py.Dataset, name: str) -> Any:
     return _str_attr(obj.id, name)
 
 
-def _str_attr(oid: ObjectID, name: str) -> Any:
+def _str_attr(oid: ObjectID, name: str, scalar_only: bool = False) -> Any:
+    # With ``scalar_only``, an attribute that is not a scalar is not read (a crafted one can
+    # declare any size): it is returned as a (non-str) marker.
     try:
         attr = h5a.open(oid, name.encode())
     except KeyError:
         return None
     # h5py does not check the shape when reading into an array: only read a scalar.
-    if attr.get_space().get_simple_extent_type() == h5s.SCALAR:
+    if attr.get_space().get_simple_extent_type() != h5s.SCALAR:
+        if scalar_only:
+            return _NOT_SCALAR
+    elif scalar_only and attr.get_type().get_size() > _MAX_ATTR_BYTES:
+        return _NOT_SCALAR  # a scalar of an array type, say
+    else:
         value = np.empty((), dtype=_STR_DTYPE)
         try:
             attr.read(value, mtype=_STR_MEMORY_TYPE)
@@ -138,6 +145,10 @@ def _str_attr(oid: ObjectID, name: str) -> Any:
             item: object = value[()]
             return item.decode("utf-8") if isinstance(item, bytes) else item
     return _wrap(oid).attrs.get(name)  # written by another tool: let h5py decode it
+
+
+_NOT_SCALAR = object()
+_MAX_ATTR_BYTES = 1 << 16
 
 
 def has_member(group: h5py.Group, name: str) -> bool:
@@ -304,8 +315,10 @@ def _read_array(
     # dataset's dtype this is no copy.
     array = np.asarray(wrapped[()], dtype=dataset.dtype)
     if array.dtype.kind == "S":  # unicode is stored as UTF-8 bytes, with its NumPy dtype
-        unicode_dtype = get_str_attr(wrapped, DTYPE_ATTR)
+        unicode_dtype = _str_attr(dataset, DTYPE_ATTR, scalar_only=True)
         if unicode_dtype is not None:
+            if not isinstance(unicode_dtype, str):
+                raise ValueError(f"the {DTYPE_ATTR} attribute is not a string")
             array = np.char.decode(array, "utf-8").astype(unicode_dtype, copy=False)
     return array
 
@@ -488,7 +501,7 @@ class _Reader:
     @staticmethod
     def kind(oid: ObjectID, path: str) -> str | None:
         try:
-            kind = _str_attr(oid, KIND_ATTR)
+            kind = _str_attr(oid, KIND_ATTR, scalar_only=True)
         except (OSError, RuntimeError, TypeError, ValueError, KeyError) as error:
             raise UnreadableNodeError(
                 f"{path}: unreadable {KIND_ATTR} attribute: {error}"
