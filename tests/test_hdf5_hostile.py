@@ -15,7 +15,7 @@ from h5py import h5p, h5t
 from corelay import cli
 from corelay.cli import main
 from corelay.io import _hdf5
-from corelay.io.storage import HDF5Storage, NoDataSource, UnreadableNodeError
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, UnreadableNodeError
 from corelay.io.tree import MAX_DEPTH
 from tests.cases import assert_same_tree
 
@@ -416,3 +416,26 @@ def test_inspect_of_a_key_behind_an_external_link_does_not_follow_it(
     assert err.startswith("corelay-io: error: /g/ext: external link to '/x' in 'other.h5'")
     assert main(["inspect", str(path), "g/ext"]) == 0
     assert "external link" in capsys.readouterr().out
+
+
+def test_inspect_of_hashed_metadata_with_shared_groups_ends_quickly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "hashed.h5"
+    with h5py.File(path, "w") as file:
+        HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), {"k": 1})
+        [meta] = file["cache/.corelay-meta"].values()
+        assert isinstance(meta, h5py.Group)
+        group = meta.create_group("dag")  # 8 links to the next level, 12 levels: 8**12 paths
+        for _ in range(12):
+            child = group.create_group("0")
+            for index in range(1, 8):
+                group[str(index)] = child
+            group = child
+        meta["outside"] = h5py.ExternalLink("other.h5", "/x")
+    start = time.perf_counter()
+    assert main(["inspect", "--json", str(path)]) == 0
+    assert time.perf_counter() - start < 10
+    out = capsys.readouterr().out
+    assert "<a group shown before>" in out
+    assert "external link to '/x' in 'other.h5'" in out

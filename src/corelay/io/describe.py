@@ -792,18 +792,32 @@ def _json_dataset(obj: h5py.Group | h5py.Dataset | None) -> JsonValue:
     return value
 
 
-def _meta_value(obj: h5py.Group | h5py.Dataset, depth: int = 0) -> JsonValue:
-    """A small stored tree as JSON, reading only small datasets (see HashedEntryDescription)."""
+def _meta_value(
+    obj: h5py.Group | h5py.Dataset, depth: int = 0, seen: set[object] | None = None
+) -> JsonValue:
+    """A small stored tree as JSON, reading only small datasets (see HashedEntryDescription).
+
+    Each group is shown once (``seen``): groups linked twice at every level would otherwise
+    be shown a number of times exponential in the depth.
+    """
     if depth > _META_DEPTH:
         return "..."
     if isinstance(obj, h5py.Group):
+        seen = set() if seen is None else seen
+        if obj.id in seen:
+            return "<a group shown before>"
+        seen.add(obj.id)
         kind = get_str_attr(obj, KIND_ATTR)
         names = [name for name in _names(obj) if not name.startswith(TEMP_PREFIX)]
         shown = names[:_META_MEMBERS]
         values: list[JsonValue] = []
         for name in shown:
-            child = obj.get(name)
-            values.append(None if child is None else _meta_value(child, depth + 1))
+            try:  # never out of the file, nor through a broken link
+                child = _hdf5.open_child(obj, name)
+            except _UNREADABLE as error:
+                values.append(f"<{error}>")
+                continue
+            values.append(_meta_value(child, depth + 1, seen))
         more = f"{len(names) - len(shown)} more" if len(names) > len(shown) else None
         if kind in ("tuple", "list"):
             return values if more is None else [*values, f"... {more}"]
