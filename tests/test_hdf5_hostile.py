@@ -424,7 +424,9 @@ def test_inspect_of_hashed_metadata_with_shared_groups_ends_quickly(
     path = tmp_path / "hashed.h5"
     with h5py.File(path, "w") as file:
         HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), {"k": 1})
-        [meta] = file["cache/.corelay-meta"].values()
+        metas = file["cache/.corelay-meta"]
+        assert isinstance(metas, h5py.Group)
+        [meta] = metas.values()
         assert isinstance(meta, h5py.Group)
         group = meta.create_group("dag")  # 8 links to the next level, 12 levels: 8**12 paths
         for _ in range(12):
