@@ -1,6 +1,7 @@
 """What validation refuses is refused by every storage before a byte is written; what it
 accepts (NUL and surrogate text in pickle, the deepest trees) every storage writes and reads."""
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,17 @@ def test_self_referencing_tree_is_value_error(backend: Backend, store_path: Path
         with pytest.raises(ValueError, match=r"data_out\['b'\]\[1\]\[0\]: a dict that contains"):
             storage["loop"] = tree
         assert "loop" not in storage
+
+
+def test_pickle_record_with_an_unaddressable_key_is_skipped_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "upstream.pkl"
+    with path.open("wb") as file:  # as corelay 1.0.0 writes records, with any key
+        pickle.dump({"data": 1, "key": "kept\x00zz"}, file)
+        pickle.dump({"data": 2, "key": "kept"}, file)
+    with pytest.warns(RuntimeWarning, match=r"ignoring the record of key 'kept\\x00zz'"):
+        storage = PickleStorage(path, "r")
+    with storage:
+        assert list(storage.keys()) == ["kept"]
+        assert storage["kept"] == 2
