@@ -51,10 +51,16 @@ Self-referencing containers raise :class:`ValueError`.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
 import math
 import pathlib
 import struct
 import sys
+import types
 from typing import Any, Final, TypeAlias, cast
 
 import numpy as np
@@ -72,7 +78,8 @@ _FORMAT_PREFIX: Final = b"corelay.ext_hash.v1\x00"
 _ACCEPTED: Final = (
     "None, bool, int, float, complex, str, bytes, bytearray, memoryview, tuple, list, "
     "dict, OrderedDict, defaultdict, set, frozenset, pathlib.PurePath, numpy.ndarray, "
-    "numpy.memmap, numpy scalars, torch.Tensor (if torch is already imported)"
+    "numpy.memmap, numpy scalars, torch.Tensor (if torch is already imported), "
+    "and any object with a value that pickle could reduce"
 )
 
 # NumPy dtype kinds whose items are plain, fully defined bytes.
@@ -102,6 +109,33 @@ _T_SET: Final = b"S"
 _T_FROZENSET: Final = b"Z"
 _T_ARRAY: Final = b"A"
 _T_NP_SCALAR: Final = b"G"
+_T_MATRIX: Final = b"M"
+_T_MASKED: Final = b"a"
+_T_ARRAY_SUBCLASS: Final = b"k"
+_T_SPARSE: Final = b"x"
+_T_ENUM: Final = b"E"
+_T_NAMEDTUPLE: Final = b"n"
+_T_DATACLASS: Final = b"D"
+_T_RANGE: Final = b"r"
+_T_SLICE: Final = b"l"
+_T_DATETIME: Final = b"t"
+_T_DATE: Final = b"d"
+_T_TIME: Final = b"h"
+_T_TIMEDELTA: Final = b"e"
+_T_DECIMAL: Final = b"q"
+_T_FRACTION: Final = b"Q"
+_T_DTYPE: Final = b"p"
+_T_CLASS: Final = b"C"
+_T_FUNCTION: Final = b"u"
+_T_LOCAL_FUNCTION: Final = b"L"
+_T_BUILTIN: Final = b"b"
+_T_CODE: Final = b"o"
+_T_ELLIPSIS: Final = b"."
+_T_NOT_IMPLEMENTED: Final = b"!"
+_T_SELF: Final = b"w"
+_T_EMPTY_CELL: Final = b"z"
+_T_REDUCE: Final = b"R"
+_T_GLOBAL: Final = b"g"
 
 _DICT_TYPES: Final = (dict, collections.OrderedDict, collections.defaultdict)
 
@@ -144,6 +178,8 @@ def ext_hash(data: object) -> str:
     hasher.update(_FORMAT_PREFIX)
     try:
         _feed(hasher, data, set())
+    except RecursionError:
+        raise ValueError("ext_hash: data: nested too deeply to hash") from None
     except _UnsupportedError as exc:
         path = "data" + "".join(reversed(exc.trail))
         message = f"ext_hash: {path}: {exc.message}"
@@ -207,10 +243,334 @@ def _feed(h: xxhash.xxh3_128, obj: object, active: set[int]) -> None:
         finally:
             active.discard(key)
     else:
+        key = id(obj)  # Only for cycle detection; never part of the digest.
+        if key in active:
+            raise _UnsupportedError("object contains itself", cycle=True)
+        active.add(key)
+        try:
+            _feed_other(h, obj, t, active)
+        finally:
+            active.discard(key)
+
+
+def _feed_other(h: xxhash.xxh3_128, obj: object, t: type, active: set[int]) -> None:
+    """Feed the record of a value that is not one of the built-in types matched by ``_feed``.
+
+    The order of the checks matters: subclasses of built-in types (an ``IntEnum`` member, a
+    namedtuple) are matched by what they are before the generic pickle reduction.
+    """
+    if obj is Ellipsis:
+        h.update(_T_ELLIPSIS)
+    elif obj is NotImplemented:
+        h.update(_T_NOT_IMPLEMENTED)
+    elif isinstance(obj, np.ndarray):
+        _feed_array_subclass(h, cast(_Array, obj), active)
+    elif isinstance(obj, enum.Enum):
+        h.update(_T_ENUM)
+        _feed_class(h, t)
+        _feed_child(h, obj.name, active, ".name")
+        _feed_child(h, obj.value, active, ".value")
+    elif isinstance(obj, tuple) and isinstance(getattr(t, "_fields", None), tuple):
+        fields = cast("tuple[str, ...]", getattr(t, "_fields"))
+        items = cast("tuple[object, ...]", obj)
+        h.update(_T_NAMEDTUPLE)
+        _feed_class(h, t)
+        h.update(_U64.pack(len(items)))
+        for name, item in zip(fields, items, strict=False):
+            _feed_child(h, name, active, f".{name}")
+            _feed_child(h, item, active, f".{name}")
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = dataclasses.fields(obj)
+        h.update(_T_DATACLASS)
+        _feed_class(h, t)
+        h.update(_U64.pack(len(fields)))
+        for field in fields:
+            _feed_child(h, field.name, active, f".{field.name}")
+            _feed_child(h, getattr(obj, field.name), active, f".{field.name}")
+    elif t is range:
+        span = cast(range, obj)
+        h.update(_T_RANGE)
+        _feed(h, (span.start, span.stop, span.step), active)
+    elif t is slice:
+        cut = cast("slice[Any, Any, Any]", obj)
+        h.update(_T_SLICE)
+        _feed_child(h, (cut.start, cut.stop, cut.step), active, "<slice>")
+    elif t is datetime.datetime:
+        moment = cast(datetime.datetime, obj)
+        h.update(_T_DATETIME)
+        fields_dt = (moment.year, moment.month, moment.day, moment.hour, moment.minute)
+        _feed(h, (*fields_dt, moment.second, moment.microsecond, moment.fold), active)
+        _feed_child(h, moment.tzinfo, active, ".tzinfo")
+    elif t is datetime.date:
+        day = cast(datetime.date, obj)
+        h.update(_T_DATE)
+        _feed(h, (day.year, day.month, day.day), active)
+    elif t is datetime.time:
+        clock = cast(datetime.time, obj)
+        h.update(_T_TIME)
+        _feed(h, (clock.hour, clock.minute, clock.second, clock.microsecond, clock.fold), active)
+        _feed_child(h, clock.tzinfo, active, ".tzinfo")
+    elif t is datetime.timedelta:
+        delta = cast(datetime.timedelta, obj)
+        h.update(_T_TIMEDELTA)
+        _feed(h, (delta.days, delta.seconds, delta.microseconds), active)
+    elif t is decimal.Decimal:
+        # The exact representation: Decimal('1.0') and Decimal('1.00') compute differently.
+        sign, digits, exponent = cast(decimal.Decimal, obj).as_tuple()
+        h.update(_T_DECIMAL)
+        _feed(h, (sign, digits, exponent), active)
+    elif t is fractions.Fraction:
+        ratio = cast(fractions.Fraction, obj)
+        h.update(_T_FRACTION)
+        _feed(h, (ratio.numerator, ratio.denominator), active)
+    elif isinstance(obj, np.dtype):
+        dtype = cast("np.dtype[Any]", obj)
+        _feed_bytes(h, _T_DTYPE, dtype.str.encode("ascii"))
+        if dtype.fields is not None or dtype.subdtype is not None:
+            _feed(h, dtype.descr, active)  # field names, their dtypes and shapes
+    elif isinstance(obj, type):
+        _feed_class(h, obj)
+    elif t is types.FunctionType:
+        _feed_function(h, cast(types.FunctionType, obj), active)
+    elif t is types.CodeType:
+        _feed_code(h, cast(types.CodeType, obj), active)
+    elif (t is types.BuiltinFunctionType or t is np.ufunc) and _is_global(obj):
+        h.update(_T_BUILTIN)
+        _feed_qualified_name(h, obj)
+    elif _is_sparse(t):
+        _feed_sparse(h, obj)
+    else:
         array = _torch_to_numpy(obj)
-        if array is None:
-            raise _UnsupportedError(f"unsupported type {_type_name(t)}; accepted: {_ACCEPTED}")
-        _feed_array(h, _T_ARRAY, array)
+        if array is not None:
+            _feed_array(h, _T_ARRAY, array)
+        else:
+            _feed_reduced(h, obj, t, active)
+
+
+def _feed_child(h: xxhash.xxh3_128, value: object, active: set[int], step: str) -> None:
+    """Feed ``value``, adding ``step`` to the path of an error raised below it."""
+    try:
+        _feed(h, value, active)
+    except _UnsupportedError as exc:
+        exc.trail.append(step)
+        raise
+
+
+def _feed_array_subclass(h: xxhash.xxh3_128, arr: _Array, active: set[int]) -> None:
+    """Feed ``np.matrix``, a masked array or another ndarray subclass: values and extras."""
+    plain = arr.view(np.ndarray)  # the same memory, without the subclass
+    if isinstance(arr, np.matrix):
+        h.update(_T_MATRIX)
+        _feed_array(h, _T_ARRAY, plain)
+    elif isinstance(arr, np.ma.MaskedArray):
+        masked = cast("np.ma.MaskedArray[Any, Any]", arr)
+        h.update(_T_MASKED)
+        _feed_array(h, _T_ARRAY, plain)  # every value, the masked ones too
+        _feed_array(h, _T_ARRAY, np.ma.getmaskarray(masked))
+        _feed_child(h, masked.fill_value, active, ".fill_value")  # what filled() gives
+    else:
+        h.update(_T_ARRAY_SUBCLASS)
+        _feed_class(h, type(arr))
+        _feed_array(h, _T_ARRAY, plain)
+        _feed_child(h, getattr(arr, "__dict__", {}), active, ".__dict__")
+
+
+def _resolve(module: str, qualname: str) -> object:
+    """The object named ``qualname`` in the already imported ``module``, or ``None``."""
+    found: object = sys.modules.get(module)
+    for part in qualname.split("."):
+        if found is None:
+            return None
+        found = getattr(found, part, None)
+    return found
+
+
+def _is_global(obj: object) -> bool:
+    """Tells whether ``obj`` is found again by its module and qualified name."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", None))
+    if module is None and isinstance(obj, np.ufunc):
+        module = "numpy"
+    return (
+        isinstance(module, str) and isinstance(qualname, str) and _resolve(module, qualname) is obj
+    )
+
+
+def _feed_qualified_name(h: xxhash.xxh3_128, obj: object) -> None:
+    module = cast(str, getattr(obj, "__module__", None) or "numpy")
+    qualname = cast(str, getattr(obj, "__qualname__", getattr(obj, "__name__", "")))
+    _feed_bytes(h, _T_STR, module.encode("utf-8", "surrogatepass"))
+    _feed_bytes(h, _T_STR, qualname.encode("utf-8", "surrogatepass"))
+
+
+def _feed_class(h: xxhash.xxh3_128, cls: type) -> None:
+    """Feed a class by its module and qualified name, which must find it again."""
+    if not _is_global(cls):
+        raise _UnsupportedError(
+            f"unsupported class {_type_name(cls)}: it is not found by its qualified name "
+            "(defined in a function, or rebound), so its name does not identify it"
+        )
+    h.update(_T_CLASS)
+    _feed_qualified_name(h, cls)
+
+
+def _feed_function(h: xxhash.xxh3_128, function: types.FunctionType, active: set[int]) -> None:
+    """Feed a function: by name if its name finds it, else by its code and closed-over values."""
+    if _is_global(function):
+        h.update(_T_FUNCTION)
+        _feed_qualified_name(h, function)
+        return
+    h.update(_T_LOCAL_FUNCTION)
+    _feed_qualified_name(h, function)
+    feed_function_body(h, function, active)
+
+
+def feed_function_body(h: xxhash.xxh3_128, function: types.FunctionType, active: set[int]) -> None:
+    """Feed what makes a function compute what it does: code, defaults, closed-over values.
+
+    The values of the globals the function uses are not part of it.
+    """
+    _feed_child(h, function.__code__, active, ".__code__")
+    _feed_child(h, function.__defaults__, active, ".__defaults__")
+    _feed_child(h, function.__kwdefaults__, active, ".__kwdefaults__")
+    cells = function.__closure__ or ()
+    h.update(_U64.pack(len(cells)))
+    for name, cell in zip(function.__code__.co_freevars, cells, strict=False):
+        try:
+            value: object = cell.cell_contents
+        except ValueError:  # a name assigned later in the enclosing function
+            h.update(_T_EMPTY_CELL)
+            continue
+        if value is function:  # a local function that calls itself
+            h.update(_T_SELF)
+        else:
+            _feed_child(h, value, active, f".<closure {name}>")
+
+
+def _feed_code(h: xxhash.xxh3_128, code: types.CodeType, active: set[int]) -> None:
+    """Feed a code object: bytecode, constants (nested code too) and names; not line numbers."""
+    h.update(_T_CODE)
+    for number in (
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+    ):
+        h.update(_U64.pack(number))
+    _feed_bytes(h, _T_BYTES, code.co_code)
+    _feed(h, code.co_consts, active)
+    _feed(h, (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars), active)
+    _feed(h, code.co_name, active)
+
+
+def _feed_reduced(h: xxhash.xxh3_128, obj: object, t: type, active: set[int]) -> None:
+    """Feed an object through its pickle reduction (``__reduce_ex__(4)``), walked as values."""
+    try:
+        reduced: object = obj.__reduce_ex__(4)
+    except Exception as exc:  # generators, open files, locks: pickle refuses them too
+        raise _UnsupportedError(
+            f"unsupported type {_type_name(t)}: it has no value to hash "
+            f"({type(exc).__name__}: {exc}); accepted: {_ACCEPTED}"
+        ) from None
+    if isinstance(reduced, str):  # a global: found by name, as pickle would
+        module = getattr(obj, "__module__", None)
+        if not isinstance(module, str) or _resolve(module, reduced) is not obj:
+            raise _UnsupportedError(f"unsupported type {_type_name(t)}: {reduced!r} not found")
+        h.update(_T_GLOBAL)
+        _feed(h, (module, reduced), active)
+        return
+    if type(reduced) is not tuple or not 2 <= len(cast("tuple[object, ...]", reduced)) <= 6:
+        raise _UnsupportedError(f"unsupported type {_type_name(t)}: invalid __reduce_ex__ result")
+    parts = list(cast("tuple[object, ...]", reduced)) + [None] * 4
+    function, arguments, state, list_items, dict_items, setter = parts[:6]
+    h.update(_T_REDUCE)
+    _feed_child(h, function, active, ".<reduce>")
+    _feed_child(h, arguments, active, ".<args>")
+    _feed_child(h, state, active, ".<state>")
+    items = None if list_items is None else list(cast("Any", list_items))
+    _feed_child(h, items, active, ".<items>")
+    entries = None if dict_items is None else dict(cast("Any", dict_items))
+    _feed_child(h, entries, active, ".<items>")
+    _feed_child(h, setter, active, ".<setter>")
+
+
+def _is_sparse(t: type) -> bool:
+    """Tells whether ``t`` is a scipy.sparse class, importing scipy only if it might be one."""
+    if not t.__module__.startswith("scipy.sparse"):
+        return False
+    import scipy.sparse  # scipy is optional: imported only when the input is sparse
+
+    sparray: type | None = getattr(scipy.sparse, "sparray", None)
+    bases = (scipy.sparse.spmatrix,) if sparray is None else (scipy.sparse.spmatrix, sparray)
+    return issubclass(t, bases)
+
+
+def _feed_sparse(h: xxhash.xxh3_128, matrix: Any) -> None:
+    """Feed a scipy.sparse matrix or array in a canonical form of its format.
+
+    The class (format, and matrix or array) is part of the key; the entries are canonical:
+    indices sorted, duplicates summed, index arrays as int64. Explicit zeros are entries.
+    """
+    fmt: str = matrix.format
+    h.update(_T_SPARSE)
+    _feed_class(h, type(matrix))
+    dtype: np.dtype[Any] = matrix.dtype
+    _feed_bytes(h, _T_BYTES, dtype.str.encode("ascii"))
+    shape: tuple[int, ...] = tuple(matrix.shape)
+    h.update(_U64.pack(len(shape)))
+    for dim in shape:
+        h.update(_U64.pack(dim))
+    if fmt == "coo":
+        coords: tuple[_Array, ...] = tuple(
+            getattr(matrix, "coords", None) or (matrix.row, matrix.col)
+        )
+        coords, data = _canonical_coo(coords, matrix.data)
+        for index in coords:
+            _feed_array(h, _T_ARRAY, index.astype(np.int64, copy=False))
+        _feed_array(h, _T_ARRAY, data)
+        return
+    if fmt not in ("csr", "csc", "bsr"):  # dia, dok, lil: their entries, as CSR
+        matrix = matrix.tocsr()
+    if fmt == "bsr":
+        _feed(h, tuple(int(side) for side in matrix.blocksize), set())
+    indptr, indices = cast(_Array, matrix.indptr), cast(_Array, matrix.indices)
+    if not _compressed_is_canonical(indptr, indices):
+        matrix = matrix.copy()
+        # scipy caches these flags; the copy must not trust stale ones
+        matrix.has_sorted_indices = False
+        matrix.has_canonical_format = False
+        matrix.sum_duplicates()
+        indptr, indices = matrix.indptr, matrix.indices
+    _feed_array(h, _T_ARRAY, indptr.astype(np.int64, copy=False))
+    _feed_array(h, _T_ARRAY, indices.astype(np.int64, copy=False))
+    _feed_array(h, _T_ARRAY, cast(_Array, matrix.data))
+
+
+def _compressed_is_canonical(indptr: _Array, indices: _Array) -> bool:
+    """Tells whether the indices increase strictly within each compressed row (or column)."""
+    if indices.size < 2:
+        return True
+    increasing = np.diff(indices) > 0
+    starts = indptr[1:-1]
+    starts = starts[(starts > 0) & (starts < indices.size)]
+    increasing[starts - 1] = True  # a new row may start anywhere
+    return bool(increasing.all())
+
+
+def _canonical_coo(coords: tuple[_Array, ...], data: _Array) -> tuple[tuple[_Array, ...], _Array]:
+    """COO entries sorted in C order, duplicates summed (explicit zeros kept)."""
+    if data.size == 0:
+        return coords, data
+    order = np.lexsort(coords[::-1])
+    coords = tuple(index[order] for index in coords)
+    data = data[order]
+    unique = np.ones(data.size, dtype=bool)
+    if data.size > 1:
+        unique[1:] = np.logical_or.reduce([index[1:] != index[:-1] for index in coords])
+    if unique.all():
+        return coords, data
+    starts = np.flatnonzero(unique)
+    return tuple(index[unique] for index in coords), np.add.reduceat(data, starts, dtype=data.dtype)
 
 
 def _feed_sequence(h: xxhash.xxh3_128, tag: bytes, seq: _Seq, active: set[int]) -> None:
