@@ -9,8 +9,8 @@ import os
 import pathlib
 import subprocess
 import sys
-import tracemalloc
 import threading
+import tracemalloc
 import types
 from collections.abc import Iterator, Sequence
 from typing import Any

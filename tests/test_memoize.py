@@ -1,18 +1,20 @@
 """memoize: a function's results cached in a Storable, keyed by its name and arguments."""
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from corelay.io.hashing import ext_hash
+from corelay.io import CacheWarning
+from corelay.io.hashing import ext_hash, function_hash
 from corelay.io.memoize import memoize
-from corelay.io.storage import HashedHDF5, HDF5Storage, NoStorage
+from corelay.io.storage import HashedHDF5, NoDataSource, NoStorage
 from tests.cases import assert_same_tree
 
 
@@ -27,6 +29,11 @@ class Counted:
     ) -> npt.NDArray[np.float64]:
         self.calls.append((signal, order, scale))
         return np.diff(signal, n=order) * scale
+
+    def __reduce__(self) -> tuple[type["Counted"], tuple[()]]:
+        # Its value, for the cache keys of the functions that close over it: what it computes
+        # does not depend on the calls it has recorded.
+        return (Counted, ())
 
 
 @pytest.fixture
@@ -90,14 +97,16 @@ def test_different_arguments_compute(cache: HashedHDF5) -> None:
 def test_entries_record_the_function_and_keyword_arguments(path: Path) -> None:
     counted = Counted()
     name = f"{__name__}._memoized.<locals>.derivative"
-    meta = {"function": name, "kwargs": {"scale": 0.5}}
     with h5py.File(path, "w") as file:
         cache = HashedHDF5(file.create_group("memo"))
-        _memoized(cache, counted)(SIGNAL, 2, scale=0.5)
+        derivative = _memoized(cache, counted)
+        code = function_hash(derivative.__wrapped__)  # type: ignore[attr-defined]
+        meta = {"function": name, "code": code, "kwargs": {"scale": 0.5}}
+        derivative(SIGNAL, 2, scale=0.5)
         # data_in is the tuple of positional arguments, defaults applied.
         assert_same_tree(cache.read((SIGNAL, 2), meta), np.diff(SIGNAL, n=2) * 0.5)
-    with HDF5Storage(path, "r") as storage:  # the metadata is stored once, by its hash
-        assert_same_tree(storage[f"memo/.corelay-meta/{ext_hash(meta)}"], meta)
+        # the metadata is stored once, by its hash
+        assert_same_tree(cache.read_meta(ext_hash(meta)), meta)
 
 
 def test_functions_are_told_apart_by_qualified_name(cache: HashedHDF5) -> None:
@@ -152,26 +161,135 @@ def test_read_only_file_computes_without_error(path: Path) -> None:
         assert sorted(memo) == entries
 
 
-def test_unstorable_results_are_loud(cache: HashedHDF5) -> None:
-    @memoize(cache)
-    def labels(count: int) -> list[str]:
-        return ["a"] * count
+def test_unstorable_results_are_returned_with_a_cache_warning(cache: HashedHDF5) -> None:
+    calls: list[int] = []
 
-    with pytest.raises(TypeError, match=r"^data_out: unsupported type list"):
-        labels(2)
+    @memoize(cache)
+    def labels(count: int) -> set[str]:
+        calls.append(count)
+        return {"a", "b"}
+
+    for _ in range(2):
+        with pytest.warns(CacheWarning, match=r"labels was returned but not cached: TypeError: "):
+            assert labels(2) == {"a", "b"}
+    assert calls == [2, 2]
+
+
+class _FailingStorage:
+    """A storage whose writes fail as a full disk does."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def read(self, data_in: Any, meta: Any) -> Any:
+        raise NoDataSource()
+
+    def write(self, data_out: Any, data_in: Any, meta: Any) -> None:
+        self.writes += 1
+        raise OSError(28, "No space left on device")
+
+
+def test_failed_write_returns_the_result_with_a_cache_warning() -> None:
+    io = _FailingStorage()
+
+    @memoize(io)
+    def double(value: int) -> int:
+        return 2 * value
+
+    with pytest.warns(CacheWarning, match="No space left on device") as record:
+        assert double(21) == 42
+    assert io.writes == 1
+    assert issubclass(record[0].category, UserWarning)
+    assert record[0].filename == __file__  # points at the call
 
 
 def test_unhashable_arguments_are_loud(cache: HashedHDF5) -> None:
     @memoize(cache)
-    def apply(function: Callable[[int], int], value: int) -> npt.NDArray[np.int64]:
-        return np.array([function(value)])
+    def total(values: Iterator[int]) -> int:
+        return sum(values)
 
-    with pytest.raises(TypeError, match=r"data\[0\]: unsupported type builtin_function"):
-        apply(abs, -1)
+    with pytest.raises(TypeError, match=r"data\[0\]: unsupported type generator"):
+        total(iter(x for x in range(3)))
+
+
+# --- functions of the same name -------------------------------------------------------------
+
+
+_Step: TypeAlias = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+
+
+def _make(k: int) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    def shifted(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return a + k
+
+    return shifted
+
+
+def test_closures_over_other_values_are_other_entries(cache: HashedHDF5) -> None:
+    two, three = memoize(cache)(_make(2)), memoize(cache)(_make(3))
+    assert two.__qualname__ == three.__qualname__
+    assert_same_tree(two(SIGNAL), SIGNAL + 2)
+    assert_same_tree(three(SIGNAL), SIGNAL + 3)
+    assert_same_tree(memoize(cache)(_make(2))(SIGNAL), SIGNAL + 2)
+
+
+def test_lambdas_with_other_code_are_other_entries(cache: HashedHDF5) -> None:
+    double_step: _Step = lambda a: a * 2  # noqa: E731 - two lambdas are the point
+    square_step: _Step = lambda a: a * a  # noqa: E731
+    double, square = memoize(cache)(double_step), memoize(cache)(square_step)
+    assert double.__qualname__ == square.__qualname__
+    assert_same_tree(double(SIGNAL), SIGNAL * 2)
+    assert_same_tree(square(SIGNAL), SIGNAL * SIGNAL)
+
+
+def test_a_rebound_closure_variable_is_a_new_key(cache: HashedHDF5) -> None:
+    factor = 2.0
+
+    @memoize(cache)
+    def scale(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return a * factor
+
+    assert_same_tree(scale(SIGNAL), SIGNAL * 2)
+    factor = 5.0
+    assert_same_tree(scale(SIGNAL), SIGNAL * 5)
+
+
+def test_same_name_other_body_is_another_entry(cache: HashedHDF5) -> None:
+    namespace: dict[str, Any] = {"__name__": __name__}
+    exec("def step(a):\n    return a + 1\n", namespace)
+    first = memoize(cache)(namespace["step"])
+    exec("def step(a):\n    return a - 1\n", namespace)
+    second = memoize(cache)(namespace["step"])
+    assert_same_tree(first(SIGNAL), SIGNAL + 1)
+    assert_same_tree(second(SIGNAL), SIGNAL - 1)
+
+
+def test_a_function_that_cannot_be_keyed_is_refused_at_decoration(cache: HashedHDF5) -> None:
+    source = (x for x in range(3))
+
+    def step(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return a + next(source)
+
+    with pytest.raises(TypeError, match=r"^memoize: .*step cannot be cached: .*<closure source>"):
+        memoize(cache)(step)
+
+
+def test_other_callables_are_keyed_by_value(cache: HashedHDF5) -> None:
+    add_one = memoize(cache)(functools.partial(np.add, 1.0))
+    add_two = memoize(cache)(functools.partial(np.add, 2.0))
+    assert_same_tree(add_one(SIGNAL), SIGNAL + 1)
+    assert_same_tree(add_two(SIGNAL), SIGNAL + 2)
+
+
+class Tally(list[int]):
+    """A record of calls that is not part of the cache key of a function closing over it."""
+
+    def __reduce__(self) -> tuple[type["Tally"], tuple[()]]:
+        return (Tally, ())
 
 
 def test_tuple_results_round_trip(cache: HashedHDF5) -> None:
-    calls: list[int] = []
+    calls = Tally()
 
     @memoize(cache)
     def split(

@@ -136,13 +136,19 @@ class DemoResult:
         self.labels: Array = np.zeros(0, dtype=np.int64)
 
 
+# The steps that computed in the current run. A module global, not a variable the wrapper below
+# closes over: memoize keys a closure by the values it closes over, and this record changes.
+_computed: list[str] = []
+
+
 def _run_pipeline(file: h5py.File, result: DemoResult) -> None:
-    computed: list[str] = []
+    computed = _computed
+    computed.clear()
 
     def cached(step: _Step) -> _Step:
         @functools.wraps(step)
         def counted(*args: Any) -> Any:
-            computed.append(step.__name__)
+            _computed.append(step.__name__)
             return step(*args)
 
         # One HashedHDF5 group per step, named after it.

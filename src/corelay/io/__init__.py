@@ -1,5 +1,6 @@
 """Storage of pipeline results: the public names of :mod:`corelay.io.storage`."""
 
+from corelay.io.errors import CacheWarning
 from corelay.io.storage import (
     DataStorageBase,
     HashedHDF5,
@@ -12,6 +13,7 @@ from corelay.io.storage import (
 )
 
 __all__ = [
+    "CacheWarning",
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",

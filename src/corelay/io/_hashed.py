@@ -4,6 +4,9 @@ The layout of the entries is in the documentation of :class:`HashedHDF5`.
 """
 
 import contextlib
+import json
+import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import h5py
@@ -13,10 +16,11 @@ from h5py._objects import ObjectID
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5
-from corelay.io._keys import TEMP_PREFIX
+from corelay.io._hdf5 import KIND_ATTR
+from corelay.io._keys import TEMP_PREFIX, name_problem
 from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.hashing import ext_hash
-from corelay.io.tree import Node, RecursiveNumPyArrayTuple, validate
+from corelay.io.tree import Node, TreeInput, validate
 
 __all__ = [
     "ENTRY_ATTR",
@@ -27,11 +31,12 @@ __all__ = [
     "HashedOutput",
     "entry_path",
     "parse_entry_attr",
+    "stored_meta_json",
 ]
 
 if TYPE_CHECKING:
-    HashedOutput: TypeAlias = np.ndarray[Any, Any] | RecursiveNumPyArrayTuple
-    """What :class:`HashedHDF5` stores: an array, or a tuple of arrays and such tuples."""
+    HashedOutput: TypeAlias = TreeInput
+    """What :class:`HashedHDF5` stores: any stored tree."""
 else:
     # HashedHDF5.write checks it node by node and names the path of a bad node.
     HashedOutput = object
@@ -44,8 +49,8 @@ META_GROUP = ".corelay-meta"
 #: Entries are spread over groups named by the first this many digits of their names.
 SHARD_DIGITS = 2
 
-_ACCEPTED = "HashedHDF5 stores a numpy.ndarray or a tuple of arrays and such tuples"
 _ENTRY_KEY = ENTRY_ATTR.encode()
+_KIND_KEY = KIND_ATTR.encode()
 _META_KEY = META_GROUP.encode()
 _TEMP_KEY = TEMP_PREFIX.encode()
 _ENTRY_FIELDS = ("input", "output", "meta")
@@ -79,6 +84,21 @@ def parse_entry_attr(value: object) -> EntryHashes | None:
     return EntryHashes(*(hashed for _, _, hashed in fields))
 
 
+def stored_meta_json(obj: h5py.Group | h5py.Dataset) -> str | None:
+    """The JSON text of a metadata tree in :data:`META_GROUP`, or ``None`` if not stored so.
+
+    Metadata that JSON holds exactly is stored as one scalar string dataset without a
+    ``corelay.kind`` attribute (a str written by the HDF5 codec always has one); other
+    metadata in the HDF5 codec's layout.
+    """
+    if not isinstance(obj, h5py.Dataset) or obj.shape != () or h5a.exists(obj.id, _KIND_KEY):
+        return None
+    if h5py.check_string_dtype(obj.dtype) is None:
+        return None
+    text: object = obj.asstr()[()]
+    return text if isinstance(text, str) else None
+
+
 def _entry_attr(input_hash: str, output_hash: str, meta_hash: str) -> bytes:
     return f"input={input_hash} output={output_hash} meta={meta_hash}".encode("ascii")
 
@@ -97,19 +117,9 @@ _ATTR_TYPES: dict[int, h5t.TypeID] = {}
 _VALID_DTYPES: set[np.dtype[Any]] = set()
 
 
-def _check_output(value: object, path: str) -> None:
-    if isinstance(value, np.ndarray):
-        array: np.ndarray[Any, Any] = cast(Any, value)
-        if type(array) is not np.ndarray or array.dtype not in _VALID_DTYPES:
-            validate(array, path)  # raises for a dtype or subclass it cannot store
-            if type(array) is np.ndarray:
-                _VALID_DTYPES.add(array.dtype)
-        return
-    if type(value) is tuple:
-        for index, item in enumerate(cast("tuple[object, ...]", value)):
-            _check_output(item, f"{path}[{index}]")
-        return
-    raise TypeError(f"{path}: unsupported type {type(value).__qualname__}; {_ACCEPTED}")
+def _is_checked_plain_array(value: object) -> bool:
+    """Tells whether ``value`` is a plain array of a dtype already validated: no walk needed."""
+    return type(value) is np.ndarray and value.dtype in _VALID_DTYPES and _is_plain_array(value)
 
 
 def _is_plain_array(value: object) -> bool:
@@ -244,7 +254,7 @@ class HashedHDF5:
         """
         return _entry_name(ext_hash(data_in), ext_hash(meta))
 
-    def read(self, data_in: Any, meta: Any) -> HashedOutput:
+    def read(self, data_in: Any, meta: Any) -> Any:
         """Returns the output stored for ``data_in`` and ``meta``.
 
         Args:
@@ -258,7 +268,8 @@ class HashedHDF5:
             ValueError: The HDF5 file is closed.
 
         Returns:
-            The output as written: an array, or tuples (in order) of arrays and tuples.
+            The output as written: the same tree, as the HDF5 codec reads it back (dicts as
+            ``OrderedDict``).
         """
         base = self._open_base()
         name = _entry_name(ext_hash(data_in), ext_hash(meta))
@@ -272,15 +283,43 @@ class HashedHDF5:
         if entry is None:
             raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
         try:
-            if isinstance(entry, h5d.DatasetID):  # an array: the only leaf an entry holds
-                return _hdf5.read_array(entry)
-            if isinstance(entry, h5g.GroupID):
-                output: object = _hdf5.read_node(h5py.Group(entry))
-                if type(output) is tuple:
-                    return cast(HashedOutput, output)
-            raise KeyError("not an array or a tuple")
+            if isinstance(entry, h5d.DatasetID):
+                if not h5a.exists(entry, _KIND_KEY):  # a plain array, the common case
+                    return _hdf5.read_array(entry)
+                return _hdf5.read_node(h5py.Dataset(entry))
+            # A group written here records its kind; one without is not an entry.
+            if isinstance(entry, h5g.GroupID) and h5a.exists(entry, _KIND_KEY):
+                return _hdf5.read_node(h5py.Group(entry))
+            raise KeyError("not an entry written by HashedHDF5")
         except KeyError as error:
             raise NoDataSource(f"incomplete entry {name} in {_where(base)}: {error}") from error
+
+    def read_meta(self, meta_hash: str) -> Any:
+        """Returns the metadata tree stored under ``meta_hash``.
+
+        Args:
+            meta_hash: ``ext_hash(meta)``, as an entry's :data:`ENTRY_ATTR` names it.
+
+        Raises:
+            NoDataSource: No metadata of that hash is stored.
+            ValueError: ``meta_hash`` is not 32 hexadecimal digits, or the file is closed.
+
+        Returns:
+            The metadata as written, with dicts as ``OrderedDict``.
+        """
+        base = self._open_base()
+        if len(meta_hash) != 32 or meta_hash.strip("0123456789abcdef"):
+            raise ValueError(f"not a metadata hash: {meta_hash!r}")
+        found = _open_id(base.id, _META_KEY + b"/" + meta_hash.encode())
+        if isinstance(found, h5d.DatasetID):
+            dataset = h5py.Dataset(found)
+            text = stored_meta_json(dataset)
+            if text is not None:
+                return json.loads(text, object_pairs_hook=OrderedDict)
+            return _hdf5.read_node(dataset)
+        if isinstance(found, h5g.GroupID):
+            return _hdf5.read_node(h5py.Group(found))
+        raise NoDataSource(f"no metadata {meta_hash} in {_where(base)}")
 
     def write(self, data_out: HashedOutput, data_in: Any, meta: Any) -> None:
         """Stores ``data_out`` as the output produced from ``data_in`` with ``meta``.
@@ -289,8 +328,9 @@ class HashedHDF5:
         flushed before this returns.
 
         Args:
-            data_out: The output: a ``numpy.ndarray`` of a dtype the stored tree accepts, or a
-                tuple of arrays and such tuples, at any depth.
+            data_out: The output: any stored tree (arrays, NumPy scalars, ``None``, bool, int,
+                float, complex, str, bytes, dicts with str keys, tuples and lists of them, at
+                any depth).
             data_in: The input: any value :func:`~corelay.io.hashing.ext_hash` accepts.
             meta: Identifying metadata: any stored tree (``None``, bool, int, float, complex,
                 str, bytes, NumPy arrays and scalars, dicts with str keys, tuples and lists of
@@ -300,18 +340,22 @@ class HashedHDF5:
 
         Raises:
             NoDataTarget: The HDF5 file is open read-only.
-            TypeError: ``data_out`` is not an array or a tuple of them, an array's dtype is not
-                supported, ``meta`` holds a value that cannot be stored, or ``data_in`` one
-                that cannot be hashed. The message names the path of the node, for example
+            TypeError: ``data_out`` is not a stored tree (an unsupported type or dtype),
+                ``meta`` holds a value that cannot be stored, or ``data_in`` one that cannot be
+                hashed. The message names the path of the node, for example
                 ``data_out[1][0]: ...``. Nothing is written.
-            ValueError: The HDF5 file is closed, or ``meta`` has an invalid dict key (empty,
-                containing ``/``, ``.`` or ``..``). Nothing is written.
+            ValueError: The HDF5 file is closed, or ``data_out`` or ``meta`` has an invalid
+                dict key (empty, containing ``/``, ``.`` or ``..``). Nothing is written.
         """
         base = self._open_base()
         file = self._writable_file(base)
-        _check_output(data_out, "data_out")
         # Everything is validated before anything is written.
-        node = None if _is_plain_array(data_out) else validate(data_out)
+        node: Node | None = None
+        if not _is_checked_plain_array(data_out):
+            node = validate(data_out, "data_out")
+            if _is_plain_array(data_out) and type(data_out) is np.ndarray:
+                _VALID_DTYPES.add(data_out.dtype)
+                node = None
         try:
             meta_hash = ext_hash(meta)
         except TypeError:
@@ -323,7 +367,8 @@ class HashedHDF5:
         meta_path = _META_KEY + b"/" + meta_hash.encode()
         # Equal hashes are equal trees: a stored metadata tree was validated when stored.
         new_meta = new_meta_group or not _exists(base, meta_path)
-        meta_node = validate(meta, "meta") if new_meta else None
+        meta_json = _meta_json(meta) if new_meta else None
+        meta_node = validate(meta, "meta") if new_meta and meta_json is None else None
         input_hash = ext_hash(data_in)
         attr = _entry_attr(input_hash, ext_hash(data_out), meta_hash)
         name = _entry_name(input_hash, meta_hash)
@@ -336,8 +381,8 @@ class HashedHDF5:
         replace = not new_shard and _exists(base, path)
         target = temp_path if replace else path
         try:
-            if meta_node is not None:
-                _store_meta(base, new_meta_group, meta_hash, meta, meta_node)
+            if new_meta:
+                _store_meta(base, new_meta_group, meta_hash, meta, meta_node, meta_json)
             if new_shard:
                 h5g.create(base.id, shard, gcpl=_GROUP_CREATE)
             else:
@@ -380,10 +425,15 @@ class HashedHDF5:
 
 
 def _store_meta(
-    base: h5py.Group, new_group: bool, meta_hash: str, meta: object, meta_node: Node
+    base: h5py.Group,
+    new_group: bool,
+    meta_hash: str,
+    meta: object,
+    meta_node: Node | None,
+    meta_json: str | None,
 ) -> None:
     if new_group:
-        meta_group = _hdf5.create_group(base, META_GROUP, track_order=True)
+        meta_group = _hdf5.create_group(base, META_GROUP)
     else:
         found = h5o.open(base.id, _META_KEY)
         if not isinstance(found, h5g.GroupID):
@@ -391,8 +441,49 @@ def _store_meta(
         meta_group = h5py.Group(found)
     temp_key = (TEMP_PREFIX + meta_hash).encode()
     _unlink(meta_group.id, temp_key)
-    _hdf5.write_node(meta_group, temp_key.decode(), meta, meta_node)
+    if meta_json is not None:
+        # One dataset instead of a group of datasets: the same metadata, at a fraction of the
+        # cost, for the many pipelines whose metadata JSON holds exactly.
+        _hdf5.create_dataset(meta_group.id, temp_key, np.array(meta_json, dtype=_JSON_DTYPE))
+    else:
+        _hdf5.write_node(meta_group, temp_key.decode(), meta, cast(Node, meta_node))
     meta_group.id.move(temp_key, meta_hash.encode())
+
+
+_JSON_DTYPE = h5py.string_dtype()
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Deeper metadata goes through the HDF5 codec.
+_JSON_DEPTH = 32
+
+
+def _meta_json(meta: object) -> str | None:
+    """The JSON text of ``meta`` if JSON holds it exactly, else ``None``."""
+    return json.dumps(meta, allow_nan=False) if _json_exact(meta, 0) else None
+
+
+def _json_exact(value: object, depth: int) -> bool:
+    """Tells whether JSON reads ``value`` back as the HDF5 codec would: same types and values.
+
+    Tuples (JSON makes them lists), bytes, complex numbers, NumPy values and non-finite floats
+    do not qualify; neither do dict keys that the stored tree refuses.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return True
+    if kind is int:
+        return _INT64_MIN <= cast(int, value) <= _INT64_MAX
+    if kind is float:
+        return math.isfinite(cast(float, value))  # repr, which json uses, round-trips exactly
+    if depth >= _JSON_DEPTH:
+        return False
+    if kind is list:
+        return all(_json_exact(item, depth + 1) for item in cast("list[object]", value))
+    if kind is dict or kind is OrderedDict:
+        return all(
+            type(key) is str and name_problem(key) is None and _json_exact(item, depth + 1)
+            for key, item in cast("dict[object, object]", value).items()
+        )
+    return False
 
 
 def _where(base: h5py.Group) -> str:

@@ -37,6 +37,7 @@ from corelay.io._hashed import (
     EntryHashes,
     entry_path,
     parse_entry_attr,
+    stored_meta_json,
 )
 from corelay.io._hdf5 import DTYPE_ATTR, KIND_ATTR, get_str_attr
 from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
@@ -747,7 +748,11 @@ class _HDF5Walker:
             meta = None
             if hashes is not None and meta_group is not None:
                 meta_tree = meta_group.get(hashes.meta_hash)
-                meta = None if meta_tree is None else _meta_value(meta_tree)
+                text = None if meta_tree is None else stored_meta_json(meta_tree)
+                if text is not None:  # metadata that JSON holds exactly: already JSON
+                    meta = cast(JsonValue, json.loads(text))
+                elif meta_tree is not None:
+                    meta = _meta_value(meta_tree)
             return HashedEntryDescription(
                 name=name,
                 layout=layout,

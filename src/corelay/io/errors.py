@@ -1,6 +1,6 @@
 """The exceptions of the storage layer."""
 
-__all__ = ["NoDataSource", "NoDataTarget"]
+__all__ = ["CacheWarning", "NoDataSource", "NoDataTarget"]
 
 
 class NoDataSource(Exception):  # noqa: N818 - the reference's name
@@ -25,3 +25,12 @@ class NoDataTarget(Exception):  # noqa: N818 - the reference's name
             message: Why nothing can be written; defaults to ``"No Data Target available."``.
         """
         super().__init__(message)
+
+
+class CacheWarning(UserWarning):
+    """Warned when a computed result is returned without being cached, with the reason.
+
+    :func:`~corelay.io.memoize.memoize` returns the result it computed even if the storage
+    cannot hold it (an unsupported type, a full disk, a closed file): the result is right, only
+    the next call computes it again.
+    """

@@ -61,12 +61,13 @@ import pathlib
 import struct
 import sys
 import types
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias, cast
 
 import numpy as np
 import xxhash
 
-__all__ = ["ext_hash"]
+__all__ = ["ext_hash", "function_hash"]
 
 # Maximum number of bytes copied at once when hashing a non-C-contiguous array.  Module
 # level (and looked up at call time) so tests can monkeypatch it small.
@@ -138,6 +139,8 @@ _T_REDUCE: Final = b"R"
 _T_GLOBAL: Final = b"g"
 
 _DICT_TYPES: Final = (dict, collections.OrderedDict, collections.defaultdict)
+# Callables of C code, keyed by their module and name when that finds them again.
+_BY_NAME: Final[tuple[type, ...]] = (types.BuiltinFunctionType, np.ufunc)
 
 _Array: TypeAlias = "np.ndarray[Any, np.dtype[Any]]"
 _Seq: TypeAlias = "tuple[object, ...] | list[object]"
@@ -176,8 +179,39 @@ def ext_hash(data: object) -> str:
     """
     hasher = xxhash.xxh3_128()
     hasher.update(_FORMAT_PREFIX)
+    return _run(hasher, lambda: _feed(hasher, data, set()))
+
+
+def function_hash(function: types.FunctionType) -> str:
+    """Return a hash of what ``function`` computes: its code and the values it closes over.
+
+    The code record covers the bytecode, constants (nested functions' code too), the names
+    used, the argument counts and flags, but not the file name or line numbers. Defaults and
+    the current values of the closure's cells are hashed as :func:`ext_hash` hashes values;
+    the values of the global names the function uses are not part of it. Bytecode differs
+    between Python versions, and so does this hash.
+
+    Args:
+        function: A Python function (``def`` or ``lambda``).
+
+    Returns:
+        A 32-character lowercase hexadecimal string.
+
+    Raises:
+        TypeError: A default or closed-over value cannot be hashed; the message names it,
+            for example ``ext_hash: data.<closure model>: ...``.
+        ValueError: A closed-over value contains itself.
+    """
+    hasher = xxhash.xxh3_128()
+    hasher.update(_FORMAT_PREFIX)
+    hasher.update(_T_LOCAL_FUNCTION)
+    return _run(hasher, lambda: _feed_function_body(hasher, function, set()))
+
+
+def _run(hasher: xxhash.xxh3_128, feed: Callable[[], None]) -> str:
+    """Run ``feed`` and return the digest, turning internal errors into the public ones."""
     try:
-        _feed(hasher, data, set())
+        feed()
     except RecursionError:
         raise ValueError("ext_hash: data: nested too deeply to hash") from None
     except _UnsupportedError as exc:
@@ -270,13 +304,12 @@ def _feed_other(h: xxhash.xxh3_128, obj: object, t: type, active: set[int]) -> N
         _feed_class(h, t)
         _feed_child(h, obj.name, active, ".name")
         _feed_child(h, obj.value, active, ".value")
-    elif isinstance(obj, tuple) and isinstance(getattr(t, "_fields", None), tuple):
-        fields = cast("tuple[str, ...]", getattr(t, "_fields"))
+    elif (names := _namedtuple_fields(t)) is not None:
         items = cast("tuple[object, ...]", obj)
         h.update(_T_NAMEDTUPLE)
         _feed_class(h, t)
         h.update(_U64.pack(len(items)))
-        for name, item in zip(fields, items, strict=False):
+        for name, item in zip(names, items, strict=False):
             _feed_child(h, name, active, f".{name}")
             _feed_child(h, item, active, f".{name}")
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -323,7 +356,7 @@ def _feed_other(h: xxhash.xxh3_128, obj: object, t: type, active: set[int]) -> N
         ratio = cast(fractions.Fraction, obj)
         h.update(_T_FRACTION)
         _feed(h, (ratio.numerator, ratio.denominator), active)
-    elif isinstance(obj, np.dtype):
+    elif issubclass(t, np.dtype):
         dtype = cast("np.dtype[Any]", obj)
         _feed_bytes(h, _T_DTYPE, dtype.str.encode("ascii"))
         if dtype.fields is not None or dtype.subdtype is not None:
@@ -334,17 +367,25 @@ def _feed_other(h: xxhash.xxh3_128, obj: object, t: type, active: set[int]) -> N
         _feed_function(h, cast(types.FunctionType, obj), active)
     elif t is types.CodeType:
         _feed_code(h, cast(types.CodeType, obj), active)
-    elif (t is types.BuiltinFunctionType or t is np.ufunc) and _is_global(obj):
+    elif t in _BY_NAME and _is_global(obj):
         h.update(_T_BUILTIN)
         _feed_qualified_name(h, obj)
-    elif _is_sparse(t):
+    elif _is_sparse(type(obj)):
         _feed_sparse(h, obj)
     else:
         array = _torch_to_numpy(obj)
         if array is not None:
             _feed_array(h, _T_ARRAY, array)
         else:
-            _feed_reduced(h, obj, t, active)
+            _feed_reduced(h, obj, type(obj), active)
+
+
+def _namedtuple_fields(t: type) -> tuple[str, ...] | None:
+    """The field names of a namedtuple class, or ``None`` for any other class."""
+    fields: object = getattr(t, "_fields", None)
+    if not issubclass(t, tuple) or type(fields) is not tuple:
+        return None
+    return cast("tuple[str, ...]", fields)
 
 
 def _feed_child(h: xxhash.xxh3_128, value: object, active: set[int], step: str) -> None:
@@ -363,7 +404,7 @@ def _feed_array_subclass(h: xxhash.xxh3_128, arr: _Array, active: set[int]) -> N
         h.update(_T_MATRIX)
         _feed_array(h, _T_ARRAY, plain)
     elif isinstance(arr, np.ma.MaskedArray):
-        masked = cast("np.ma.MaskedArray[Any, Any]", arr)
+        masked: np.ma.MaskedArray[Any, Any] = arr
         h.update(_T_MASKED)
         _feed_array(h, _T_ARRAY, plain)  # every value, the masked ones too
         _feed_array(h, _T_ARRAY, np.ma.getmaskarray(masked))
@@ -422,10 +463,10 @@ def _feed_function(h: xxhash.xxh3_128, function: types.FunctionType, active: set
         return
     h.update(_T_LOCAL_FUNCTION)
     _feed_qualified_name(h, function)
-    feed_function_body(h, function, active)
+    _feed_function_body(h, function, active)
 
 
-def feed_function_body(h: xxhash.xxh3_128, function: types.FunctionType, active: set[int]) -> None:
+def _feed_function_body(h: xxhash.xxh3_128, function: types.FunctionType, active: set[int]) -> None:
     """Feed what makes a function compute what it does: code, defaults, closed-over values.
 
     The values of the globals the function uses are not part of it.
@@ -513,7 +554,7 @@ def _feed_sparse(h: xxhash.xxh3_128, matrix: Any) -> None:
     """
     fmt: str = matrix.format
     h.update(_T_SPARSE)
-    _feed_class(h, type(matrix))
+    _feed_class(h, cast("type[object]", type(matrix)))
     dtype: np.dtype[Any] = matrix.dtype
     _feed_bytes(h, _T_BYTES, dtype.str.encode("ascii"))
     shape: tuple[int, ...] = tuple(matrix.shape)
