@@ -82,14 +82,26 @@ def small_keys(count: int) -> list[str]:
     return [f"a{index:05d}" for index in range(count)]
 
 
-def hashed_items(count: int, seed: int = 8) -> list[HashedItem]:
-    """``count`` cached steps: small array outputs, array inputs, a few distinct metadata dicts."""
+#: Distinct metadata dicts among the cached steps, as in a pipeline of a few processors.
+FEW_METAS = 4
+
+
+def hashed_items(count: int, seed: int = 8, *, distinct_metas: bool = False) -> list[HashedItem]:
+    """``count`` cached steps: small array outputs, array inputs and metadata dicts.
+
+    The metadata dicts take :data:`FEW_METAS` distinct values, or with ``distinct_metas`` a
+    distinct one for every step (a parameter sweep, say).
+    """
     rng = np.random.default_rng(seed)
     return [
         HashedItem(
             data_out=rng.standard_normal(SMALL_SIZE, dtype=np.float32),
             data_in=rng.standard_normal(INPUT_SHAPE, dtype=np.float32),
-            meta={"processor": "attribution", "epsilon": 1e-6, "layer": index % 4},
+            meta={
+                "processor": "attribution",
+                "epsilon": 1e-6,
+                "layer": index if distinct_metas else index % FEW_METAS,
+            },
         )
         for index in range(count)
     ]
@@ -200,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     hashed = time_hashed(
         HashedHDF5, h5py.File, os.path.join(directory, "hashed.h5"), hashed_items(ops)
     )
+    distinct = time_hashed(
+        HashedHDF5,
+        h5py.File,
+        os.path.join(directory, "distinct.h5"),
+        hashed_items(ops, distinct_metas=True),
+    )
     storage = time_storage(HDF5Storage, os.path.join(directory, "storage.h5"), small_arrays(ops))
     print(
         json.dumps(
@@ -207,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "corelay": metadata.version("corelay"),
                 "hashed_write": hashed["write"],
                 "hashed_read": hashed["read"],
+                "hashed_distinct_write": distinct["write"],
+                "hashed_distinct_read": distinct["read"],
                 "storage_write": storage["write"],
                 "storage_read": storage["read"],
             }
