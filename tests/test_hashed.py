@@ -658,3 +658,50 @@ def _same(actual: Any, expected: Any) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def test_metadata_json_or_tree_reads_back(store: HashedHDF5) -> None:
+    plain = {"processor": "attribution", "epsilon": 1e-6, "layer": [1, -0.0], "on": True}
+    rich = {"shape": (3, 4), "weights": np.arange(3.0), "raw": b"x", "z": 1j}
+    for meta in (plain, rich, None, "name", {"nan": float("nan")}):
+        store.write(np.arange(2), "in", meta)
+        assert_same_tree(store.read_meta(ext_hash(meta)), meta)
+    stored = store.base[f"{_hashed.META_GROUP}/{ext_hash(plain)}"]
+    assert isinstance(stored, h5py.Dataset) and KIND_ATTR not in stored.attrs
+    assert _hashed.stored_meta_json(stored) is not None  # one dataset, readable by plain h5py
+    assert isinstance(store.base[f"{_hashed.META_GROUP}/{ext_hash(rich)}"], h5py.Group)
+    with pytest.raises(NoDataSource):
+        store.read_meta("0" * 32)
+    with pytest.raises(ValueError, match="not a metadata hash"):
+        store.read_meta("../x")
+
+
+def test_metadata_in_the_old_layout_reads_back(store: HashedHDF5) -> None:
+    meta = {"step": "embed", "k": 4}
+    # As earlier versions stored every metadata tree: in the HDF5 codec's layout.
+    from corelay.io import _hdf5
+    from corelay.io.tree import validate
+
+    meta_group = store.base.create_group(_hashed.META_GROUP)
+    _hdf5.write_node(meta_group, ext_hash(meta), meta, validate(meta, "meta"))
+    store.write(np.arange(2), "in", meta)  # finds it stored
+    assert_same_tree(store.read_meta(ext_hash(meta)), meta)
+    assert_same_tree(store.read("in", meta), np.arange(2))
+
+
+def test_failed_metadata_write_leaves_nothing(
+    store: HashedHDF5, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write(np.arange(2), "first", {"a": 1})
+    before = _snapshot(store.base)
+
+    create_dataset = _hashed._hdf5.create_dataset
+
+    def fail(*args: Any) -> None:
+        create_dataset(*args)  # written, under its temporary name, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_hashed._hdf5, "create_dataset", fail)
+    with pytest.raises(OSError, match="No space"):
+        store.write(np.arange(2), "second", {"a": 2})
+    assert _snapshot(store.base) == before

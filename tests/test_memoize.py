@@ -320,3 +320,31 @@ def test_the_wrapper_looks_like_the_function(cache: HashedHDF5) -> None:
 def test_memoize_needs_a_storable() -> None:
     with pytest.raises(TypeError):
         memoize("cache.h5")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"labels": np.arange(3), "score": 0.5, "name": "kmeans"},
+        [1, "two", 3.0, None, b"four"],
+        7,
+        2.5,
+        None,
+        "text",
+        (np.ones(2), {"nested": [np.zeros(1)]}),
+    ],
+    ids=["dict", "list", "int", "float", "none", "str", "tuple-of-mixed"],
+)
+def test_any_stored_tree_is_cached(path: Path, result: Any) -> None:
+    calls = Tally()
+
+    @memoize(HashedHDF5(h5py.File(path, "w").create_group("memo")))
+    def step(value: int) -> Any:
+        calls.append(value)
+        return result
+
+    first = step(1)
+    second = step(1)
+    assert calls == [1]
+    assert first is result  # computed: returned as is
+    assert_same_tree(second, result)  # read back: the same tree (dicts as OrderedDict)

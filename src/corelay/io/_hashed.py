@@ -174,8 +174,8 @@ def _unlink(group: h5g.GroupID, name: bytes) -> None:
 class HashedHDF5:
     """A cache of pipeline outputs in an HDF5 group, keyed by their input and metadata.
 
-    ``write(data_out, data_in, meta)`` stores ``data_out`` (an array, or a tuple of arrays and
-    such tuples, at any depth) as the entry of ``data_in`` and ``meta``; ``read(data_in, meta)``
+    ``write(data_out, data_in, meta)`` stores ``data_out`` (any stored tree: an array, a tuple of
+    arrays, a dict of results, a scalar) as the entry of ``data_in`` and ``meta``; ``read(data_in, meta)``
     returns it. The entry's name is an exact content hash (:func:`~corelay.io.hashing.ext_hash`)
     of both: any bit difference in a value, dtype or shape is another entry, while the memory
     layout of an array is not (a Fortran-ordered or strided copy finds the same entry).
@@ -186,15 +186,17 @@ class HashedHDF5:
         <base>/
             <first 2 digits of the entry name>/
                 <entry name>       the output in the HDF5 codec's layout: a dataset for an
-                                   array, a group of items '0', '1', ... for a tuple. Its
+                                   array or a scalar, a group for a container. Its
                                    attribute corelay.hashed_entry, written last, marks it
                                    complete (an object without it reads as absent) and
                                    holds the hashes, as the ASCII string
                                    'input=<ext_hash(data_in)> output=<ext_hash(data_out)>
                                    meta=<ext_hash(meta)>'
             .corelay-meta/
-                <ext_hash(meta)>   each distinct metadata tree, stored once, in the codec's
-                                   layout
+                <ext_hash(meta)>   each distinct metadata tree, stored once: the JSON text
+                                   of one that JSON holds exactly (a scalar string dataset
+                                   without a corelay.kind attribute), else in the codec's
+                                   layout (see read_meta)
 
     The entry name is ``ext_hash((ext_hash(data_in), ext_hash(meta)))``, 32 hexadecimal digits
     (:meth:`entry_name`). Spreading the entries over 256 groups keeps each group small, and so
@@ -400,8 +402,10 @@ class HashedHDF5:
         except BaseException:
             # Nothing of a failed write stays: its entry, and the groups and metadata it added.
             created = [shard if new_shard else target]
-            if new_meta:
-                created.append(_META_KEY if new_meta_group else meta_path)
+            if new_meta_group:
+                created.append(_META_KEY)
+            elif new_meta:  # the metadata, or what of it was written under its temporary name
+                created += [meta_path, _META_KEY + b"/" + _TEMP_KEY + meta_hash.encode()]
             for created_path in created:
                 with contextlib.suppress(Exception):
                     _unlink(base.id, created_path)

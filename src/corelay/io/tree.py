@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 RecursiveNumPyArrayTuple: TypeAlias = tuple["np.ndarray[Any, Any] | RecursiveNumPyArrayTuple", ...]
-"""A tuple of arrays or of such tuples, at any depth: what ``HashedHDF5`` stores."""
+"""A tuple of arrays or of such tuples, at any depth: what corelay 1.0.0's ``HashedHDF5`` stores."""
 
 RecursiveHashTuple: TypeAlias = tuple["str | RecursiveHashTuple", ...]
 """A tuple of hash strings or of such tuples, mirroring a :data:`RecursiveNumPyArrayTuple`."""
