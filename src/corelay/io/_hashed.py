@@ -175,10 +175,11 @@ class HashedHDF5:
     """A cache of pipeline outputs in an HDF5 group, keyed by their input and metadata.
 
     ``write(data_out, data_in, meta)`` stores ``data_out`` (any stored tree: an array, a tuple of
-    arrays, a dict of results, a scalar) as the entry of ``data_in`` and ``meta``; ``read(data_in, meta)``
-    returns it. The entry's name is an exact content hash (:func:`~corelay.io.hashing.ext_hash`)
-    of both: any bit difference in a value, dtype or shape is another entry, while the memory
-    layout of an array is not (a Fortran-ordered or strided copy finds the same entry).
+    arrays, a dict of results, a scalar) as the entry of ``data_in`` and ``meta``;
+    ``read(data_in, meta)`` returns it. The entry's name is an exact content hash
+    (:func:`~corelay.io.hashing.ext_hash`) of both: any bit difference in a value, dtype or shape
+    is another entry, while the memory layout of an array is not (a Fortran-ordered or strided
+    copy finds the same entry).
 
     The entries are ordinary HDF5 objects, readable with plain h5py, in the group given as
     ``base``::
