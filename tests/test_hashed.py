@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from h5py import h5d
 
-from corelay.io import _hashed
+from corelay.io import _hashed, _hdf5
 from corelay.io._hdf5 import KIND_ATTR
 from corelay.io._keys import TEMP_PREFIX
 from corelay.io.describe import (
@@ -28,6 +28,7 @@ from corelay.io.describe import (
 from corelay.io.hashing import ext_hash
 from corelay.io.journal import open_journaled
 from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, NoDataTarget
+from corelay.io.tree import validate
 from tests.cases import TREE_CASES, assert_same_tree
 
 META: dict[str, Any] = {"function": "tests.step", "params": {"k": 3, "eps": np.float32(1e-3)}}
@@ -679,9 +680,6 @@ def test_metadata_json_or_tree_reads_back(store: HashedHDF5) -> None:
 def test_metadata_in_the_old_layout_reads_back(store: HashedHDF5) -> None:
     meta = {"step": "embed", "k": 4}
     # As earlier versions stored every metadata tree: in the HDF5 codec's layout.
-    from corelay.io import _hdf5
-    from corelay.io.tree import validate
-
     meta_group = store.base.create_group(_hashed.META_GROUP)
     _hdf5.write_node(meta_group, ext_hash(meta), meta, validate(meta, "meta"))
     store.write(np.arange(2), "in", meta)  # finds it stored
@@ -695,13 +693,13 @@ def test_failed_metadata_write_leaves_nothing(
     store.write(np.arange(2), "first", {"a": 1})
     before = _snapshot(store.base)
 
-    create_dataset = _hashed._hdf5.create_dataset
+    create_dataset = _hdf5.create_dataset
 
     def fail(*args: Any) -> None:
         create_dataset(*args)  # written, under its temporary name, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_hashed._hdf5, "create_dataset", fail)
+    monkeypatch.setattr(_hdf5, "create_dataset", fail)
     with pytest.raises(OSError, match="No space"):
         store.write(np.arange(2), "second", {"a": 2})
     assert _snapshot(store.base) == before
