@@ -505,3 +505,12 @@ def test_property_records_equal_iff_built_from_equal_values(
     assert ext_hash(build_first()) == ext_hash(build_first())
     same = _identity(key_first) == _identity(key_second)
     assert (ext_hash(build_first()) == ext_hash(build_second())) == same
+
+
+def test_too_deep_nesting_is_a_value_error() -> None:
+    deep: list[object] = []
+    for _ in range(20_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        ext_hash(deep)
+    ext_hash([[[1]]])  # the hasher is usable afterwards
