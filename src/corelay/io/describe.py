@@ -750,7 +750,7 @@ class _HDF5Walker:
                 meta_tree = meta_group.get(hashes.meta_hash)
                 text = None if meta_tree is None else stored_meta_json(meta_tree)
                 if text is not None:  # metadata that JSON holds exactly: already JSON
-                    meta = cast(JsonValue, json.loads(text))
+                    meta = _cut_meta(json.loads(text))
                 elif meta_tree is not None:
                     meta = _meta_value(meta_tree)
             return HashedEntryDescription(
@@ -831,6 +831,26 @@ def _meta_value(
             members["..."] = more
         return members
     return _dataset_json(obj, None)
+
+
+def _cut_meta(value: object, depth: int = 0) -> JsonValue:
+    """Metadata stored as JSON, cut short as :func:`_meta_value` cuts a stored tree."""
+    if depth > _META_DEPTH:
+        return "..."
+    if isinstance(value, list):
+        items = cast("list[object]", value)
+        values = [_cut_meta(item, depth + 1) for item in items[:_META_MEMBERS]]
+        more = len(items) - _META_MEMBERS
+        return values if more <= 0 else [*values, f"... {more} more"]
+    if isinstance(value, dict):
+        pairs = list(cast("dict[str, object]", value).items())
+        members: dict[str, JsonValue] = {
+            key: _cut_meta(item, depth + 1) for key, item in pairs[:_META_MEMBERS]
+        }
+        if len(pairs) > _META_MEMBERS:
+            members["..."] = f"{len(pairs) - _META_MEMBERS} more"
+        return members
+    return cast(JsonValue, value)  # str, int, float, bool or None: JSON already
 
 
 def _dataset_json(dataset: h5py.Dataset, limit: int | None) -> JsonValue:
