@@ -423,7 +423,8 @@ def test_inspect_of_hashed_metadata_with_shared_groups_ends_quickly(
 ) -> None:
     path = tmp_path / "hashed.h5"
     with h5py.File(path, "w") as file:
-        HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), {"k": 1})
+        # A tuple in the metadata: stored as a group (metadata JSON holds is one dataset).
+        HashedHDF5(file.require_group("cache")).write(np.ones(2), np.ones(1), {"k": (1,)})
         metas = file["cache/.corelay-meta"]
         assert isinstance(metas, h5py.Group)
         [meta] = metas.values()
