@@ -58,6 +58,18 @@ def test_external_link_is_not_followed_unless_asked(tmp_path: Path) -> None:
         assert_same_tree(storage["g"], {"ext": np.arange(4)})
 
 
+def test_a_write_through_an_external_link_is_refused(tmp_path: Path) -> None:
+    path = _external_pair(tmp_path)
+    other = tmp_path / "other.h5"
+    before = other.read_bytes()
+    with HDF5Storage(path, "a") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"ext: external link"):
+            storage["ext/new"] = np.zeros(2)
+        assert_same_tree(storage["plain"], np.ones(2))
+        storage["after"] = 1
+    assert other.read_bytes() == before
+
+
 def _virtual(tmp_path: Path) -> Path:
     def build(file: h5py.File) -> None:
         layout = h5py.VirtualLayout(shape=(3,), dtype="f8")

@@ -526,11 +526,15 @@ class HDF5Storage(_FileStorage):
     def _parent_group(file: h5py.File, names: list[str], key: str) -> h5py.Group:
         group: h5py.Group = file
         for depth, name in enumerate(names):
-            child = group.get(name)
-            if child is None:
-                child = group.create_group(name)
-            elif not isinstance(child, h5py.Group):
-                where = "/".join(names[: depth + 1])
+            where = "/".join(names[: depth + 1])
+            # Membership is asked first: a lookup that fails goes through HDF5's error stack,
+            # which a failed write's driver errors may have left unreadable.
+            if not _hdf5.has_member(group, name):
+                group = group.create_group(name)
+                continue
+            # A link out of the file on the key's path is refused, as reading refuses it.
+            child = _hdf5.open_child(group, name, path=where)
+            if not isinstance(child, h5py.Group):
                 raise ValueError(f"cannot write key {key!r}: {where!r} is a dataset, not a group")
             group = child
         return group
