@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from corelay.io import _hdf5
+from corelay.io._hdf5 import write as hdf5_write
 from corelay.io._keys import TEMP_PREFIX
 from corelay.io.storage import HDF5Storage, NoDataSource, StringInfo
 from tests.cases import assert_same_tree
@@ -106,7 +107,7 @@ def test_failed_write_keeps_old_value_and_leaves_no_trace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "f.h5"
-    real_write_node = _hdf5.write_node
+    real_write_node = hdf5_write.write_node
     calls = 0
 
     def failing_write_node(parent: h5py.Group, name: str, value: Any, node: Any) -> None:
@@ -118,7 +119,7 @@ def test_failed_write_keeps_old_value_and_leaves_no_trace(
 
     with HDF5Storage(path, "w") as storage:
         storage["key"] = {"old": 1}
-        monkeypatch.setattr(_hdf5, "write_node", failing_write_node)
+        monkeypatch.setattr(hdf5_write, "write_node", failing_write_node)
         with pytest.raises(OSError, match="disk full"):
             storage["key"] = {"a": 1, "b": 2, "c": 3}
         monkeypatch.undo()

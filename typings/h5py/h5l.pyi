@@ -14,6 +14,14 @@ class LinkProxy:
     def create_hard(
         self, new_name: bytes, cur_loc: GroupID, cur_name: bytes, lcpl: PropID | None = None
     ) -> None: ...
+    def move(
+        self,
+        src: bytes,
+        dst_loc: GroupID,
+        dst: bytes,
+        lcpl: PropID | None = None,
+        lapl: PropID | None = None,
+    ) -> None: ...
 
 TYPE_HARD: int
 TYPE_SOFT: int

@@ -52,7 +52,6 @@ SHARD_DIGITS = 2
 _ENTRY_KEY = ENTRY_ATTR.encode()
 _KIND_KEY = KIND_ATTR.encode()
 _META_KEY = META_GROUP.encode()
-_TEMP_KEY = TEMP_PREFIX.encode()
 _ENTRY_FIELDS = ("input", "output", "meta")
 
 
@@ -103,12 +102,6 @@ def _entry_attr(input_hash: str, output_hash: str, meta_hash: str) -> bytes:
     return f"input={input_hash} output={output_hash} meta={meta_hash}".encode("ascii")
 
 
-# A plain numeric array of one or more dimensions is written here, as the HDF5 codec writes it
-# (a dataset without a kind: every reader reads it as this array), in the compact layout when
-# small. Everything else goes through the codec.
-_PLAIN_KINDS = "biufc"
-
-
 _GROUP_CREATE = h5p.create(h5p.GROUP_CREATE)
 _GROUP_CREATE.set_obj_track_times(False)
 _SCALAR_SPACE = h5s.create(h5s.SCALAR)
@@ -118,15 +111,14 @@ _VALID_DTYPES: set[np.dtype[Any]] = set()
 
 
 def _is_checked_plain_array(value: object) -> bool:
-    """Tells whether ``value`` is a plain array of a dtype already validated: no walk needed."""
-    return type(value) is np.ndarray and value.dtype in _VALID_DTYPES and _is_plain_array(value)
+    """Tells whether ``value`` is a plain array of a dtype already validated: no walk needed.
 
-
-def _is_plain_array(value: object) -> bool:
-    if not isinstance(value, np.ndarray):
-        return False
-    array: np.ndarray[Any, Any] = cast(Any, value)
-    return array.ndim > 0 and array.dtype.kind in _PLAIN_KINDS
+    Such an array is written as the HDF5 format writes it, without a kind attribute, straight
+    to one dataset.
+    """
+    return (
+        type(value) is np.ndarray and value.dtype in _VALID_DTYPES and _hdf5.is_plain_array(value)
+    )
 
 
 def _set_entry_attr(entry: ObjectID, value: bytes) -> None:
@@ -356,7 +348,7 @@ class HashedHDF5:
         node: Node | None = None
         if not _is_checked_plain_array(data_out):
             node = validate(data_out, "data_out")
-            if _is_plain_array(data_out) and type(data_out) is np.ndarray:
+            if _hdf5.is_plain_array(data_out) and type(data_out) is np.ndarray:
                 _VALID_DTYPES.add(data_out.dtype)
                 node = None
         try:
@@ -377,36 +369,33 @@ class HashedHDF5:
         name = _entry_name(input_hash, meta_hash)
         shard = name[:SHARD_DIGITS].encode()
         new_shard = not links.exists(shard)
-        path, temp_path = shard + b"/" + name.encode(), shard + b"/" + _TEMP_KEY + name.encode()
+        path = shard + b"/" + name.encode()
+        if not new_shard:
+            _exists(base, path)  # the shard is a group: checked before anything is written
         # A new entry is written in place: until its attribute is set, readers take it for
         # absent. An existing one (complete or not) is replaced by a swap. Both reach the file
         # in the one flush at the end, which a journaled file makes atomic.
-        replace = not new_shard and _exists(base, path)
-        target = temp_path if replace else path
         try:
             if new_meta:
                 _store_meta(base, new_meta_group, meta_hash, meta, meta_node, meta_json)
             if new_shard:
                 h5g.create(base.id, shard, gcpl=_GROUP_CREATE)
-            else:
-                _unlink(base.id, temp_path)  # left by a killed writer
-            entry: ObjectID
-            if node is None:
-                entry = _hdf5.create_dataset(base.id, target, data_out)
-            else:
-                _hdf5.write_node(base, target.decode(), data_out, node)
-                entry = h5o.open(base.id, target)
-            _set_entry_attr(entry, attr)
-            if replace:
-                base.id.unlink(path)
-                base.id.move(temp_path, path)
+            with _hdf5.replacing(base.id, path) as target:
+                entry: ObjectID
+                if node is None:
+                    entry = _hdf5.create_dataset(base.id, target, data_out)
+                else:
+                    _hdf5.write_node(base, target.decode(), data_out, node)
+                    entry = h5o.open(base.id, target)
+                _set_entry_attr(entry, attr)
         except BaseException:
-            # Nothing of a failed write stays: its entry, and the groups and metadata it added.
-            created = [shard if new_shard else target]
+            # Nothing of a failed write stays: the groups and metadata it added (its entry is
+            # removed by replacing()).
+            created = [shard] if new_shard else []
             if new_meta_group:
                 created.append(_META_KEY)
-            elif new_meta:  # the metadata, or what of it was written under its temporary name
-                created += [meta_path, _META_KEY + b"/" + _TEMP_KEY + meta_hash.encode()]
+            elif new_meta:
+                created.append(meta_path)
             for created_path in created:
                 with contextlib.suppress(Exception):
                     _unlink(base.id, created_path)
@@ -444,15 +433,13 @@ def _store_meta(
         if not isinstance(found, h5g.GroupID):
             raise ValueError(f"{META_GROUP!r} in {_where(base)} is not a group")
         meta_group = h5py.Group(found)
-    temp_key = (TEMP_PREFIX + meta_hash).encode()
-    _unlink(meta_group.id, temp_key)
-    if meta_json is not None:
-        # One dataset instead of a group of datasets: the same metadata, at a fraction of the
-        # cost, for the many pipelines whose metadata JSON holds exactly.
-        _hdf5.create_dataset(meta_group.id, temp_key, np.array(meta_json, dtype=_JSON_DTYPE))
-    else:
-        _hdf5.write_node(meta_group, temp_key.decode(), meta, cast(Node, meta_node))
-    meta_group.id.move(temp_key, meta_hash.encode())
+    with _hdf5.replacing(meta_group.id, meta_hash.encode()) as target:
+        if meta_json is not None:
+            # One dataset instead of a group of datasets: the same metadata, at a fraction of
+            # the cost, for the many pipelines whose metadata JSON holds exactly.
+            _hdf5.create_dataset(meta_group.id, target, np.array(meta_json, dtype=_JSON_DTYPE))
+        else:
+            _hdf5.write_node(meta_group, target.decode(), meta, cast(Node, meta_node))
 
 
 _JSON_DTYPE = h5py.string_dtype()

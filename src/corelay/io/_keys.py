@@ -1,6 +1,7 @@
 """Rules for storage keys and the names of dict entries."""
 
 import re
+from typing import NamedTuple
 
 # Lone surrogates (from ``os.fsdecode`` of undecodable bytes, say) have no UTF-8 encoding, which
 # HDF5 names and the text of every format need.
@@ -26,6 +27,15 @@ def name_problem(name: str) -> str | None:
     if name.startswith(TEMP_PREFIX):
         return f"name {name!r} starts with the reserved prefix {TEMP_PREFIX!r}"
     return None
+
+
+class Key(NamedTuple):
+    """A checked storage key, with its names."""
+
+    text: str
+    """The key as given, like ``'a/b'``."""
+    names: list[str]
+    """Its names, like ``['a', 'b']``."""
 
 
 def split_key(key: str) -> list[str]:

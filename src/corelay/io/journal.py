@@ -15,32 +15,30 @@ holds the state of the last finished flush. This protects against the process be
 against the machine losing power (no ``fsync``, which would cost milliseconds per write).
 """
 
-import contextlib
 import errno
 import io
 import os
-import secrets
 import stat
 import struct
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import h5py
 import xxhash
-from h5py import h5f
 
-from corelay.io._lock import FileLock, LockKind, acquire, held_here, open_regular
+from corelay.io._lock import FileLock, LockKind, acquire, open_regular
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = [
+    "OWNER",
     "JournaledFile",
     "Operation",
+    "check_journal_slot",
     "encode_journal",
     "journal_path",
-    "open_journaled",
+    "replayable",
 ]
 
 _MAGIC = b"corelay-journal-3\n"
@@ -51,6 +49,9 @@ _TRUNCATE = 2**64 - 1
 _CHECKSUM = struct.Struct("<Q")
 # Offsets and sizes beyond this are not from a real file: a crafted journal, refused whole.
 _MAX_OFFSET = 2**62
+
+#: Who holds the lock of a journaled file, as lock errors name it.
+OWNER = "an HDF5Storage or open_journaled"
 
 JournaledMode = Literal["r", "r+", "w"]
 
@@ -163,7 +164,7 @@ def _read_journal(path: Path) -> bytes | None:
         return file.read()
 
 
-def _check_journal_slot(path: Path) -> None:
+def check_journal_slot(path: Path) -> None:
     """Refuses a journal path that holds anything but a regular file (or nothing)."""
     try:
         status = os.lstat(path)
@@ -173,13 +174,29 @@ def _check_journal_slot(path: Path) -> None:
         raise OSError(errno.EINVAL, f"{str(path)!r} is not a regular journal file: refused")
 
 
-def _foreign(path: Path) -> None:
+def _foreign(path: Path, stacklevel: int = 4) -> None:
     warnings.warn(
         f"{str(path)!r} does not belong to its file (copied from another file, or crafted): "
         "ignored",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
+
+
+def replayable(path: Path, status: os.stat_result) -> bool:
+    """Tells whether the file at ``path``, of ``status``, has a journal to replay.
+
+    A journal bound to another file is ignored with a :class:`RuntimeWarning`.
+
+    Raises:
+        OSError: The journal is a link, a FIFO or anything else but a regular file.
+    """
+    data = _read_journal(journal_path(path))
+    journal = None if data is None else _parse_journal(data)
+    if journal is not None and (journal is False or not journal.binds(status)):
+        _foreign(journal_path(path), stacklevel=5)  # the warning names the caller's caller
+        return False
+    return journal is not None
 
 
 class JournaledFile(io.RawIOBase):
@@ -212,14 +229,14 @@ class JournaledFile(io.RawIOBase):
             fd = open_regular(path, flags)
             try:
                 kind: LockKind = "read" if mode == "r" else "write" if mode == "r+" else "replace"
-                lock = acquire(fd, path, kind, "hdf5", _OWNER)
+                lock = acquire(fd, path, kind, "hdf5", OWNER)
             except BaseException:
                 os.close(fd)
                 raise
             opened = fd, lock
         self._fd, self._lock = opened
         try:
-            _check_journal_slot(self._journal)
+            check_journal_slot(self._journal)
             if mode == "w":  # only now that the file is locked: a journal for the old content
                 self._journal.unlink(missing_ok=True)  # must never be replayed onto the new one
                 os.ftruncate(self._fd, 0)
@@ -455,253 +472,11 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def open_journaled(path: str | os.PathLike[str], mode: Literal["r", "w", "a"] = "r") -> h5py.File:
-    """Opens an HDF5 file whose flushes are atomic (see the module documentation).
+def __getattr__(name: str) -> Any:
+    # The HDF5 format opens h5py on top of this module: its opener is importable from here too,
+    # looked up on first use, as the HDF5 format imports this module.
+    if name in ("open_journaled", "roll_back"):
+        from corelay.io._hdf5 import files
 
-    Every check and lock comes before anything on disk changes: a FIFO, a device or a
-    directory is refused at once, and so is a journal that is a link or not a regular file; a
-    file open elsewhere in a conflicting mode is refused with :class:`BlockingIOError`. A new
-    file (mode ``'w'``, or ``'a'`` on a missing file) is built beside the path, committed, and
-    moved into place, so that the path never names a half-created file.
-
-    A journal is replayed only if it is bound to the file (its inode, and a size the file had
-    while the journal was being applied); a journal from another file is ignored with a
-    :class:`RuntimeWarning` (and removed by a writer).
-
-    A reader of a file with no journal to replay reads through HDF5's own driver, which is
-    faster; it holds a shared lock on the file all the same, so no writer opens it meanwhile.
-
-    If this process already has the file open through plain ``h5py.File``, the file is opened
-    the same way, and HDF5 shares one open file between the handles: each sees the other's
-    writes. Its flushes are then HDF5's own, not atomic: a process killed during a flush may
-    leave the file damaged, as with plain h5py.
-
-    Args:
-        path: The file.
-        mode: ``'r'`` reads; ``'w'`` creates or replaces the file; ``'a'`` reads and writes,
-            creating the file if it does not exist.
-
-    Raises:
-        FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
-        BlockingIOError: The file is open elsewhere in a way that excludes ``mode``; the
-            message says whether in this process or another (with its pid when known).
-        OSError: The file or its journal is not a regular file.
-
-    Returns:
-        The open h5py file; closing it closes the file beneath and releases the lock.
-    """
-    file_path = Path(path)
-    shared = _open_natively_here(file_path, mode)
-    if shared is not None:
-        return shared
-    if mode == "r":
-        return _open_reader(file_path)
-    for _ in range(8):  # another process may create or remove the file meanwhile
-        try:
-            fd = open_regular(file_path, os.O_RDONLY if mode == "w" else os.O_RDWR)
-        except FileNotFoundError:
-            created = _create(file_path, None)
-            if created is not None:
-                return created
-            continue
-        try:
-            lock = acquire(fd, file_path, "replace" if mode == "w" else "write", "hdf5", _OWNER)
-        except BaseException:
-            os.close(fd)
-            raise
-        if mode == "a" and os.fstat(fd).st_size > 0:
-            return _open_h5(JournaledFile(file_path, "r+", opened=(fd, lock)), "r+")
-        try:  # replaced whole, under the lock of the old file
-            created = _create(file_path, os.fstat(fd))
-        finally:
-            os.close(fd)
-            lock.release()
-        if created is not None:
-            return created
-    raise BlockingIOError(errno.EWOULDBLOCK, f"{str(file_path)!r} keeps changing: not opened")
-
-
-_OWNER = "an HDF5Storage or open_journaled"
-
-
-def _create(path: Path, old: os.stat_result | None) -> h5py.File | None:
-    """Builds an empty HDF5 file beside ``path`` and moves it there.
-
-    It replaces the file of ``old`` (locked by the caller), or, without ``old``, goes there only
-    if nothing is there; ``None`` if something appeared meanwhile.
-    """
-    _check_journal_slot(journal_path(path))
-    temporary = path.with_name(f".{path.name}.corelay-new-{secrets.token_hex(6)}")
-    fd = open_regular(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, follow=False)
-    try:
-        lock = acquire(fd, temporary, "write", "hdf5", _OWNER)
-    except BaseException:
-        os.close(fd)
-        temporary.unlink(missing_ok=True)
-        raise
-    try:
-        raw = JournaledFile(temporary, "r+", opened=(fd, lock))
-    except BaseException:
-        os.close(fd)
-        lock.release()
-        temporary.unlink(missing_ok=True)
-        raise
-    try:
-        file = _open_h5(raw, "w")
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    try:
-        file.flush()
-        if old is None:
-            try:
-                os.link(temporary, path)  # never replaces what another process created
-            except FileExistsError:
-                file.close()
-                return None
-        else:
-            os.fchmod(fd, stat.S_IMODE(old.st_mode))
-            os.replace(temporary, path)
-            journal_path(path).unlink(missing_ok=True)  # the old file's: never replayed here
-        raw.rename(path)
-        return file
-    except BaseException:
-        file.close()
-        raise
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _open_reader(path: Path) -> h5py.File:
-    fd = open_regular(path, os.O_RDONLY)
-    try:
-        lock = acquire(fd, path, "read", "hdf5", _OWNER)
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        data = _read_journal(journal_path(path))
-        journal = None if data is None else _parse_journal(data)
-        if journal is not None and (journal is False or not journal.binds(os.fstat(fd))):
-            _foreign(journal_path(path))
-            journal = None
-    except BaseException:
-        os.close(fd)
-        lock.release()
-        raise
-    if journal:
-        return _open_h5(JournaledFile(path, "r", opened=(fd, lock)), "r")
-    os.close(fd)  # the lock is held on a duplicate
-    try:
-        file = _ClosingFile(path, "r", locking=False)
-    except BaseException:
-        lock.release()
-        raise
-    file.companion = lock
-    return file
-
-
-def _open_natively_here(path: Path, mode: str) -> h5py.File | None:
-    """Opens ``path`` through HDF5's own driver if this process has it open that way.
-
-    HDF5 then shares one open file between the handles; a journaled handle beside a native one
-    would be a second writer of the same bytes.
-    """
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    if held_here(status):  # opened by this library, whose locks decide
-        return None
-    for file_id in h5f.get_obj_ids(types=h5f.OBJ_FILE):
-        try:
-            other = os.stat(file_id.name)
-        except (OSError, ValueError):
-            continue  # a file object (ours are journaled), or a file gone since
-        if (other.st_dev, other.st_ino) != (status.st_dev, status.st_ino):
-            continue
-        read_only = file_id.get_intent() & h5f.ACC_RDWR == 0
-        if mode == "w" or (mode == "a" and read_only):
-            use = "reading" if read_only else "writing"
-            raise BlockingIOError(
-                errno.EWOULDBLOCK,
-                f"{str(path)!r} is open for {use} in this process (by h5py.File)",
-            )
-        return _ClosingFile(path, "r" if mode == "r" else "r+")
-    return None
-
-
-#: Bounds of HDF5's metadata cache. Every flush walks the whole cache, so a writer that flushes
-#: after each write (as the storages do) pays for its size on every write; HDF5's defaults (2 MB,
-#: growing to 32 MB) make a small write two to three times slower once a file has thousands of
-#: entries, where this size costs a few percent on reads.
-METADATA_CACHE_BYTES = 512 * 1024
-
-
-class _ClosingFile(h5py.File):
-    """An h5py file that closes, with itself, the journaled file or lock it was opened with."""
-
-    companion: "JournaledFile | FileLock | None" = None
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            companion, self.companion = self.companion, None
-            if isinstance(companion, JournaledFile):
-                companion.close()
-            elif companion is not None:
-                companion.release()
-
-    def roll_back(self) -> bool:
-        """Returns the file to its last committed state, dropping HDF5's cached changes.
-
-        For a write that failed part way (an error from the disk, an exception, an interrupt):
-        HDF5's cache may then hold half of it, and must not reach the file.
-
-        Returns:
-            ``False`` if the file is not journaled (opened natively): nothing was rolled back.
-        """
-        raw = self.companion
-        if not isinstance(raw, JournaledFile) or not raw.writable():
-            return False
-        raw.discard()
-        with contextlib.suppress(Exception):  # whatever HDF5 says, its writes are discarded
-            h5py.File.close(self)
-        raw.restore()
-        _configure(self, raw, "r+")
-        return True
-
-
-def _configure(file: h5py.File, raw: JournaledFile, mode: str) -> None:
-    h5py.File.__init__(file, raw, mode)
-    config = file.id.get_mdc_config()
-    config.set_initial_size = True
-    config.initial_size = METADATA_CACHE_BYTES
-    config.min_size = METADATA_CACHE_BYTES // 2
-    config.max_size = METADATA_CACHE_BYTES
-    file.id.set_mdc_config(config)
-
-
-def _open_h5(raw: JournaledFile, mode: str) -> h5py.File:
-    try:
-        file = _ClosingFile.__new__(_ClosingFile)
-        _configure(file, raw, mode)
-        file.companion = raw
-        return file
-    except BaseException:
-        raw.close()
-        raise
-
-
-def roll_back(file: h5py.File) -> bool:
-    """Returns a file opened by :func:`open_journaled` for writing to its last committed state.
-
-    HDF5's cached changes since the last flush are dropped (the objects open in the file are
-    closed), and the same ``file`` object is usable again.
-
-    Returns:
-        ``False`` if ``file`` is not journaled (opened natively, or for reading): nothing was
-        rolled back.
-    """
-    return isinstance(file, _ClosingFile) and file.roll_back()
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,398 @@
+"""What the storages share: the base class, the storage of nothing, and the file storages' hooks.
+
+The public names are imported from :mod:`corelay.io.storage`.
+"""
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import KeysView
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+
+from corelay._typecheck import typechecked
+from corelay.base import Param
+from corelay.io._keys import Key, split_key
+from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.tree import Node, TreeInput, validate
+from corelay.plugboard import Plugboard, SlotValueError
+
+Mode = Literal["r", "w", "a"]
+_MODES: dict[str, Mode] = {"r": "r", "w": "w", "a": "a"}
+
+
+@runtime_checkable
+class Storable(Protocol):
+    """Anything with the ``read(data_in, meta)`` and ``write(data_out, data_in, meta)`` methods."""
+
+    def read(self, data_in: Any, meta: Any) -> Any:
+        """Returns the output that was produced from ``data_in`` with ``meta``, if stored.
+
+        Raises:
+            NoDataSource: Nothing is stored for them.
+        """
+        ...
+
+    def write(self, data_out: Any, data_in: Any, meta: Any) -> None:
+        """Stores ``data_out``, the output produced from ``data_in`` with ``meta``."""
+        ...
+
+
+def _check_mode(mode: str) -> Mode:
+    checked = _MODES.get(mode)
+    if checked is None:
+        raise ValueError(f"invalid mode {mode!r}; expected 'r', 'w' or 'a'")
+    return checked
+
+
+@typechecked
+class DataStorageBase(ABC, Plugboard):
+    """The base class of key-value stores of result trees.
+
+    A storage is a context manager; ``storage[key]``, ``storage[key] = value`` and
+    ``key in storage`` address the entry at ``key``, and :meth:`at` gives a view on another key
+    that shares the open file.
+    """
+
+    #: The underlying file object; ``None`` when the storage is not backed by a file.
+    io: Any
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Initializes the declared parameters.
+
+        Args:
+            **kwargs: Values of the parameters declared by the subclass.
+
+        Raises:
+            TypeError: An unknown parameter name, or a value of the wrong type.
+        """
+        super().__init__(**kwargs)
+        self.io = None
+
+    @abstractmethod
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the stored data.
+
+        Args:
+            data_in: The input the data was produced from (unused by key-value stores).
+            meta: Identifying information about the data (unused by key-value stores).
+
+        Raises:
+            NoDataSource: Nothing is stored.
+
+        Returns:
+            The stored data.
+        """
+
+    @abstractmethod
+    def write(self, data_out: Any, data_in: Any = None, meta: Any = None) -> None:
+        """Stores ``data_out``.
+
+        Args:
+            data_out: The data to store.
+            data_in: The input the data was produced from (unused by key-value stores).
+            meta: Identifying information about the data (unused by key-value stores).
+        """
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """Tells whether data is stored.
+
+        Returns:
+            ``True`` if data is stored.
+        """
+
+    @abstractmethod
+    def keys(self) -> KeysView[str]:
+        """Lists the stored keys.
+
+        Returns:
+            The keys.
+        """
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __getitem__(self, key: str) -> Any:
+        """Reads the data stored at ``key``, whatever key this storage is set to."""
+        return self.at(data_key=key).read()
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Stores ``value`` at ``key``, whatever key this storage is set to."""
+        self.at(data_key=key).write(value)
+
+    def __contains__(self, key: str) -> bool:
+        """Tells whether data is stored at ``key``."""
+        return self.at(data_key=key).exists()
+
+    def __bool__(self) -> bool:
+        """Tells whether the storage is backed by a store: ``True`` unless it is a NoStorage."""
+        return True
+
+    def close(self) -> None:
+        """Closes the underlying file, for this storage and all views on it.
+
+        Closing twice is harmless.
+        """
+        if self.io is not None:
+            self.io.close()
+
+
+@typechecked
+class NoStorage(DataStorageBase):
+    """A storage that stores nothing.
+
+    Reading raises :class:`NoDataSource`, writing :class:`NoDataTarget`: a pipeline given one
+    simply computes every step.
+    """
+
+    def __bool__(self) -> bool:
+        """Returns ``False``: nothing backs this storage."""
+        return False
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Raises :class:`NoDataSource`: nothing is ever stored.
+
+        Args:
+            data_in: Ignored.
+            meta: Ignored.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def write(self, data_out: Any, data_in: Any = None, meta: Any = None) -> None:
+        """Raises :class:`NoDataTarget`: nothing can be stored.
+
+        Args:
+            data_out: Ignored.
+            data_in: Ignored.
+            meta: Ignored.
+
+        Raises:
+            NoDataTarget: Always.
+        """
+        raise NoDataTarget()
+
+    def exists(self) -> bool:
+        """Raises :class:`NoDataSource`: there is no store to look in.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def keys(self) -> KeysView[str]:
+        """Raises :class:`NoDataSource`: there is no store to list.
+
+        Raises:
+            NoDataSource: Always.
+        """
+        raise NoDataSource()
+
+    def at(self, **kwargs: Any) -> Self:
+        """Returns this storage: a NoStorage has no parameters that could differ.
+
+        Args:
+            **kwargs: None accepted.
+
+        Raises:
+            TypeError: Any keyword argument: a NoStorage has no parameters.
+        """
+        for name in kwargs:
+            raise TypeError(f"NoStorage has no parameter {name!r}; parameters: none")
+        return self
+
+    # A key addresses nothing here: reading and writing raise what they always raise.
+    def __getitem__(self, key: str) -> Any:
+        """Raises :class:`NoDataSource`: nothing is ever stored."""
+        raise NoDataSource()
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Raises :class:`NoDataTarget`: nothing can be stored."""
+        raise NoDataTarget()
+
+    def __contains__(self, key: str) -> bool:
+        """Raises :class:`NoDataSource`: there is no store to look in."""
+        raise NoDataSource()
+
+
+@typechecked
+class FileStorage(DataStorageBase):
+    """What the file storages share: a file, a mode, and a key to address.
+
+    The public methods check everything, then call the hooks a file format implements, in this
+    order:
+
+    1. ``__init__(path, mode, data_key, **kwargs)``: this class checks the mode, the key and
+       the parameters, and that a file to read exists; the format's ``__init__`` then opens the
+       file (and may index it), setting :attr:`io`.
+    2. ``_closed()``: whether the file is closed. Checked before every hook below: a closed
+       storage raises ``ValueError`` and calls no hook.
+    3. ``_read_key(key)``: returns the tree stored at the :class:`~corelay.io._keys.Key`
+       ``key`` (checked: valid names), or raises :class:`NoDataSource` when nothing (or an
+       incomplete entry) is there.
+    4. ``_write_key(key, tree, node)``: stores ``tree``, already validated whole (``node``
+       describes it, and the file is open for writing), at ``key``, replacing what was there;
+       the key holds the old tree or the new one, never a mix, when it returns or raises.
+    5. ``_has_key(key)``: whether a tree is stored at ``key``.
+    6. ``keys()``: the keys at the top level, public and documented by each format.
+
+    ``_any_text`` tells whether the format stores every str exactly (NUL characters and lone
+    surrogates too): it decides what ``validate`` accepts before ``_write_key``.
+    """
+
+    data_key: Annotated[str, Param(str)]
+    """The key that :meth:`read`, :meth:`write` and :meth:`exists` address.
+
+    A :class:`~corelay.base.Param`: read on the class, it is the parameter; assigning a value
+    that is not a ``str`` is a :class:`TypeError`; reading it before it is set is a
+    :class:`TypeError` too.
+    """
+
+    _format: ClassVar[str]
+    _any_text: ClassVar[bool] = False
+
+    def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
+        self.mode: Mode = _check_mode(mode)
+        """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
+        if data_key is not None:
+            kwargs["data_key"] = data_key
+        super().__init__(**kwargs)
+        if data_key is not None:
+            split_key(data_key)
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(f"no {self._format} file at {str(path)!r}")
+        self.path = Path(path)
+        """The file, as given when the storage was opened."""
+
+    @abstractmethod
+    def _closed(self) -> bool: ...
+
+    @abstractmethod
+    def _read_key(self, key: Key) -> Any: ...
+
+    @abstractmethod
+    def _write_key(self, key: Key, tree: TreeInput, node: Node) -> None: ...
+
+    @abstractmethod
+    def _has_key(self, key: Key) -> bool: ...
+
+    def _key(self) -> str | None:
+        try:
+            return self.data_key
+        except SlotValueError:  # not set, no default
+            return None
+
+    def __bool__(self) -> bool:
+        """Tells whether the storage is open: ``False`` once it is closed."""
+        return not self._closed()
+
+    def _checked(self, key: str | None) -> Key:
+        if self._closed():
+            raise ValueError(
+                f"I/O operation on a closed {type(self).__name__} ({str(self.path)!r})"
+            )
+        if key is None:
+            raise TypeError(
+                f"{type(self).__name__} has no data_key: set it, or use storage[key] or at()"
+            )
+        return Key(key, split_key(key))
+
+    def _write_checked(self, key: str | None, tree: TreeInput) -> None:
+        checked = self._checked(key)
+        if self.mode == "r":
+            raise NoDataTarget(f"{type(self).__name__} {str(self.path)!r} is open read-only ('r')")
+        self._write_key(checked, tree, validate(tree, any_text=self._any_text))
+
+    def read(self, data_in: Any = None, meta: Any = None) -> Any:
+        """Reads the tree stored at :attr:`data_key`.
+
+        Args:
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            UnreadableNodeError: (HDF5, a ``ValueError``) A node the library does not read,
+                named by its path: an external link or virtual dataset (unless followed), a soft
+                link to nothing or in a loop, shared or cyclic groups, a named datatype, a
+                member name that is not UTF-8, an unknown kind attribute, nesting deeper than
+                ``MAX_DEPTH``, or more declared data than ``max_read_bytes``.
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+
+        Returns:
+            The tree: dicts as ``OrderedDict``, tuples, lists, arrays and scalars as written.
+        """
+        return self._read_key(self._checked(self._key()))
+
+    def write(self, data_out: TreeInput, data_in: Any = None, meta: Any = None) -> None:
+        """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
+
+        Args:
+            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
+                and lists of them, at any depth.
+            data_in: Unused.
+            meta: Unused.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: No data_key is set, or a node of ``data_out`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, the key or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
+        self._write_checked(self._key(), data_out)
+
+    def exists(self) -> bool:
+        """Tells whether data is stored at :attr:`data_key`.
+
+        Raises:
+            TypeError: No data_key is set.
+            ValueError: The storage is closed, or the key is invalid; for HDF5 an
+                :class:`UnreadableNodeError` when the key's path goes through a link the storage
+                does not follow (see :attr:`HDF5Storage.follow_external`).
+        """
+        return self._has_key(self._checked(self._key()))
+
+    # Faster than the base class's view made with at(), and the same.
+    def __getitem__(self, key: str) -> Any:
+        """Reads the data stored at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at ``key``.
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
+        return self._read_key(self._checked(key))
+
+    def __setitem__(self, key: str, value: TreeInput) -> None:
+        """Stores ``value`` at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: ``key`` is not a str, or a node of ``value`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, ``key`` or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
+        self._write_checked(key, value)
+
+    def __contains__(self, key: str) -> bool:
+        """Tells whether data is stored at ``key``.
+
+        Raises:
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
+        return self._has_key(self._checked(key))

@@ -1,0 +1,183 @@
+"""Writing a validated tree as HDF5 groups and datasets, and replacing one atomically."""
+
+import contextlib
+from collections.abc import Generator
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5a, h5d, h5g, h5p, h5s, h5t
+from h5py._objects import ObjectID
+
+from corelay.io._hdf5.layout import (
+    DTYPE_ATTR,
+    FILE_TYPES,
+    KIND_ATTR,
+    PYTHON_SCALAR_TYPES,
+    SCALAR_SPACE,
+    STR_DTYPE,
+    STR_MEMORY_TYPE,
+    STR_TYPE,
+    is_plain_array,
+    memory_type,
+)
+from corelay.io._keys import TEMP_PREFIX
+from corelay.io.tree import Node
+
+
+def _group_create(track_order: bool) -> h5p.PropID:
+    plist = h5p.create(h5p.GROUP_CREATE)
+    plist.set_obj_track_times(False)
+    if track_order:
+        flags = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
+        plist.set_link_creation_order(flags)
+        plist.set_attr_creation_order(flags)
+    return plist
+
+
+def _link_create(encoding: int) -> h5p.PropID:
+    plist = h5p.create(h5p.LINK_CREATE)
+    plist.set_create_intermediate_group(True)
+    plist.set_char_encoding(encoding)
+    return plist
+
+
+_GROUP_CREATE = {False: _group_create(False), True: _group_create(True)}
+_LINK_CREATE_ASCII = _link_create(h5t.CSET_ASCII)
+_LINK_CREATE_UTF8 = _link_create(h5t.CSET_UTF8)
+
+
+def _link_create_for(name: bytes) -> h5p.PropID:
+    return _LINK_CREATE_ASCII if name.isascii() else _LINK_CREATE_UTF8
+
+
+@contextlib.contextmanager
+def replacing(group: h5g.GroupID, path: bytes) -> Generator[bytes]:
+    """Replaces the member at ``path`` in ``group`` with what the block writes.
+
+    The block writes at the path it is given. If something is at ``path``, that is a temporary
+    name beside it (``.corelay-tmp-`` before the last name; one left by a killed writer is removed
+    first), and the new member is swapped into place when the block ends: a file opened natively
+    (not journaled, so not rolled back) keeps the old member if the write fails. A new member is
+    written in place. If the block raises, what it wrote is removed, as far as it can be.
+
+    Args:
+        group: The group ``path`` is relative to; the groups on the way must exist.
+        path: Where the member goes, as ``b'a/b'``.
+
+    Yields:
+        The path to write at.
+    """
+    head, slash, name = path.rpartition(b"/")
+    temporary = head + slash + TEMP_PREFIX.encode() + name
+    links = group.links
+    replace = links.exists(path)
+    if links.exists(temporary):
+        group.unlink(temporary)  # left by a writer that was killed
+    target = temporary if replace else path
+    try:
+        yield target
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if links.exists(target):
+                group.unlink(target)
+        raise
+    if replace:
+        group.unlink(path)
+        links.move(temporary, group, path, lcpl=_link_create_for(name))
+
+
+def create_group(parent: h5py.Group, name: str, track_order: bool = False) -> h5py.Group:
+    """Creates the group ``parent[name]``, as ``parent.create_group(name, track_order)`` does.
+
+    With ``track_order``, HDF5 keeps the order in which links are created (and stores a group of
+    few links compactly, in its object header).
+    """
+    key = name.encode()
+    lcpl = _link_create_for(key)
+    return h5py.Group(h5g.create(parent.id, key, lcpl=lcpl, gcpl=_GROUP_CREATE[track_order]))
+
+
+def _set_str_attr(oid: ObjectID, name: str, value: str) -> None:
+    key = name.encode()
+    if h5a.exists(oid, key):
+        h5a.delete(oid, key)
+    attr = h5a.create(oid, key, STR_TYPE, SCALAR_SPACE)
+    attr.write(np.array(value, dtype=STR_DTYPE), mtype=STR_MEMORY_TYPE)
+
+
+def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID:
+    """As ``group.create_dataset(name, data=value)``, for anything but unicode.
+
+    A str must come as a 0-d array of ``h5py.string_dtype()``. A small numeric array is stored
+    compact, inside the dataset's header: one read less for each read of it.
+    """
+    array = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
+    dtype = array.dtype
+    numeric = dtype.kind in "biufc" and dtype.fields is None
+    file_type = FILE_TYPES.get(dtype) if numeric else None
+    if file_type is None:
+        file_type = h5t.py_create(dtype, logical=True)
+        if numeric:
+            FILE_TYPES[dtype] = file_type
+    compact = numeric and 0 < array.nbytes <= _COMPACT_BYTES
+    space = h5s.create_simple(array.shape)
+    dataset = h5d.create(group, name, file_type, space, dcpl=_COMPACT if compact else _CONTIGUOUS)
+    if array.size:
+        dataset.write(h5s.ALL, h5s.ALL, array, memory_type(dtype) if numeric else None)
+    return dataset
+
+
+# Up to this size an array is stored in its dataset's object header (HDF5's compact layout):
+# one allocation and one read instead of two. Larger ones are stored contiguously.
+_COMPACT_BYTES = 4096
+_CONTIGUOUS = h5p.create(h5p.DATASET_CREATE)
+_CONTIGUOUS.set_obj_track_times(False)  # h5py's default: the same data gives the same bytes
+_COMPACT = h5p.create(h5p.DATASET_CREATE)
+_COMPACT.set_obj_track_times(False)
+_COMPACT.set_layout(h5d.COMPACT)
+
+
+def write_node(parent: h5py.Group, name: str, value: Any, node: Node) -> None:
+    """Writes the validated ``value``, described by ``node``, as ``parent[name]``."""
+    kind = node.kind
+    created: ObjectID
+    if kind == "dict":
+        group = create_group(parent, name, track_order=True)
+        for key, item in value.items():
+            write_node(group, key, item, node.children[key])  # type: ignore[union-attr]
+        created = group.id
+    elif kind in ("tuple", "list"):
+        group = create_group(parent, name)
+        for index, (item, item_node) in enumerate(zip(value, node.items, strict=True)):  # type: ignore[union-attr]
+            write_node(group, str(index), item, item_node)
+        created = group.id
+    elif kind in ("ndarray", "generic"):
+        if value.dtype.kind == "U":
+            created = _write_unicode(parent, name, value).id
+        else:
+            created = create_dataset(parent.id, name.encode(), value)
+            if kind == "ndarray" and is_plain_array(value):
+                return
+    elif kind == "str":
+        created = create_dataset(parent.id, name.encode(), np.array(value, dtype=STR_DTYPE))
+    elif kind == "bytes":
+        created = create_dataset(parent.id, name.encode(), np.frombuffer(value, dtype=np.uint8))
+    elif kind == "none":
+        created = parent.create_dataset(name, data=h5py.Empty("u1")).id
+    else:
+        created = create_dataset(parent.id, name.encode(), PYTHON_SCALAR_TYPES[kind](value))
+    _set_str_attr(created, KIND_ATTR, kind)
+
+
+def _write_unicode(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
+    # HDF5 has no UCS-4 strings: store fixed-length UTF-8 and remember the NumPy dtype.
+    encoded = np.asarray(np.char.encode(value, "utf-8"))
+    # A view, not a copy: the same bytes, tagged as UTF-8 for h5py.
+    utf8 = encoded.view(h5py.string_dtype("utf-8", encoded.dtype.itemsize))
+    dataset = parent.create_dataset(name, data=utf8)
+    dataset.attrs[DTYPE_ATTR] = value.dtype.str
+    return dataset
+
+
+# ---------------------------------------------------------------------------------- reading

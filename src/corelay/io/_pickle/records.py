@@ -1,0 +1,109 @@
+"""The file of records: indexed on open, one record unpickled per read, appended per write."""
+
+import io
+from pathlib import Path
+from typing import IO, Any
+
+from corelay.io import _lock
+from corelay.io._pickle.form import NODE_SLACK, NODES_PER_OPCODE, check_record, plain, read_form
+from corelay.io._pickle.safe import (
+    PROTOCOL,
+    CorruptRecordError,
+    RefusedValueError,
+    TreePickler,
+    unpickle,
+)
+from corelay.io._pickle.scan import Incomplete, Walker, file_size, scan
+from corelay.io.tree import Node
+
+# ---------------------------------------------------------------------------------- the file
+
+
+class RecordFile:
+    """An open record file and the index of its keys.
+
+    Args:
+        path: The file.
+        mode: ``'r'``, ``'w'`` or ``'a'`` (already checked).
+
+    Raises:
+        CorruptRecordError: The file is not a record file.
+        RefusedGlobalError: See :func:`scan`.
+    """
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self.file: IO[bytes] = _lock.open_locked(path, mode)
+        self.index: dict[str, int] = {}
+        if mode == "w":
+            return
+        try:
+            self.index, end = scan(self.file, path)
+            if mode == "a" and end < file_size(self.file):
+                # Appending after a torn record would bury it inside the file.
+                self.file.truncate(end)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def load(self, key: str, *, checked: bool = True, max_depth: int | None = None) -> Any:
+        """Reads the value of ``key`` from its last record, as storages return trees.
+
+        Args:
+            key: The key.
+            checked: Whether to raise unless the value is a stored tree or one of the plain
+                values of corelay 1.0.0 files (see :func:`read_form`); without the check, a
+                value loaded with the allowed globals alone may hold, say, a ``bytearray``.
+            max_depth: The most containers the value may nest, or ``None`` for any depth.
+
+        Raises:
+            KeyError: ``key`` has no record.
+            RefusedGlobalError: The record references a global that is not allowed.
+            RefusedValueError: The record holds an object array.
+            CorruptRecordError: The record does not hold ``key``, or a value storages return,
+                or it is built to take work or memory out of proportion to its size.
+        """
+        offset = self.index[key]
+        where = f"{str(self.path)!r}, record at byte {offset}"
+        # Walked again (metadata only) before unpickling: the checks of memo indexes, frames
+        # and lengths that bound the memory of the unpickler, and the opcode count that bounds
+        # the tree, hold for the bytes in the file now.
+        self.file.seek(offset)
+        walker = Walker(self.file, file_size(self.file))
+        try:
+            walker.walk()
+        except Incomplete:
+            raise CorruptRecordError(f"{where}: the record ends with the file") from None
+        except Exception as error:  # Malformed, or what damaged arguments make readers raise
+            raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
+        self.file.seek(offset)
+        found, data = check_record(unpickle(self.file, where), where)
+        if found != key:
+            raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
+        limit = NODE_SLACK + NODES_PER_OPCODE * walker.ops
+        try:
+            return read_form(data, limit=limit, checked=checked, max_depth=max_depth)
+        except (CorruptRecordError, RefusedValueError) as error:
+            raise type(error)(f"{where}: {error}") from None
+
+    def append(self, key: str, value: Any, node: Node) -> None:
+        """Appends a record of the validated ``value``, described by ``node``, and flushes it.
+
+        If writing fails part way, the partial record is cut off the file again; if even that
+        fails, the file is closed (the next open ignores the torn record).
+        """
+        record = {"data": plain(value, node), "key": key}
+        file = self.file
+        start = file.seek(0, io.SEEK_END)
+        try:
+            TreePickler(file, PROTOCOL).dump(record)
+            file.flush()
+        except BaseException:
+            try:
+                file.seek(start)
+                file.truncate()
+            except BaseException:
+                file.close()
+                raise
+            raise
+        self.index[key] = start

@@ -1,0 +1,106 @@
+"""PickleStorage: the key-value store of the pickle format."""
+
+from collections.abc import KeysView
+from pathlib import Path
+from typing import IO, Any
+
+from corelay._typecheck import typechecked
+from corelay.io._base import FileStorage
+from corelay.io._keys import Key
+from corelay.io._pickle import records
+from corelay.io.errors import NoDataSource
+from corelay.io.tree import Node, TreeInput
+
+
+@typechecked
+class PickleStorage(FileStorage):
+    """A key-value store of result trees in a file of appended pickle records.
+
+    Each write appends one record ``{'data': tree, 'key': key}``, the format of corelay 1.0.0's
+    PickleStorage, so files go both ways; the last record of a key holds its value, and
+    :meth:`keys` lists every key in the file. A write validates the whole tree first (the trees
+    HDF5Storage accepts, rejected with the same errors), then appends the record and flushes it:
+    a returned write survives the process being killed (``os.fsync`` is not called, as by
+    HDF5Storage), and a torn last record, cut short by a crash, is ignored with a warning.
+
+    Opening indexes the records by walking their pickle opcodes, seeking over array payloads:
+    it unpickles nothing and reads only metadata. Reading a key unpickles just its last record,
+    straight from the file into the arrays (no second copy), and caches the value in
+    :attr:`data`. Loading resolves only the globals that stored trees need (NumPy arrays and
+    scalars, ``complex``, ``OrderedDict``, sets) and refuses any other with a
+    :class:`pickle.UnpicklingError` naming it: a file cannot run code. Besides stored trees, a
+    read returns the plain values corelay 1.0.0 files may hold (dicts with ``int`` or other
+    plain keys as ``OrderedDict``, sets and frozensets); object arrays are refused. Reading
+    takes work and memory in proportion to the record, at any depth; a record crafted to take
+    more (memo indexes or lengths beyond the file, shared or cyclic structure) is refused with
+    a :class:`pickle.UnpicklingError`.
+
+    One storage at a time may write a file. Others may read it, and see the records that were
+    complete when they opened it.
+    """
+
+    io: IO[bytes]
+    """The open file."""
+
+    data: dict[str, Any]
+    """The values read so far, by key, shared with views.
+
+    A read returns the cached value (the same object every time: do not modify it); a write
+    drops the key's value, so that the next read loads the new record.
+    """
+
+    _format = "pickle"
+    _any_text = True
+
+    def __init__(
+        self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
+    ) -> None:
+        """Opens the file and indexes its records.
+
+        Args:
+            path: The file.
+            mode: ``'r'`` reads an existing file; ``'w'`` creates the file, replacing an existing
+                one; ``'a'`` reads the existing records and appends new ones, creating the file if
+                it does not exist (a torn last record is cut off first).
+            data_key: The key to address; may be given later with :meth:`at` or ``[]``.
+            **kwargs: Other parameters of the storage.
+
+        Raises:
+            ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'a'``, or ``data_key`` is invalid.
+            TypeError: An unknown parameter or a value of the wrong type.
+            FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
+            pickle.UnpicklingError: The file is not a file of records.
+        """
+        super().__init__(path, mode, data_key, **kwargs)
+        self.data = {}
+        self._records = records.RecordFile(self.path, self.mode)
+        self.io = self._records.file
+
+    def _closed(self) -> bool:
+        return self.io.closed
+
+    def _read_key(self, key: Key) -> Any:
+        if key.text in self.data:
+            return self.data[key.text]
+        if key.text not in self._records.index:
+            raise NoDataSource(f"no data at key {key.text!r} in {str(self.path)!r}")
+        value = self._records.load(key.text)
+        self.data[key.text] = value
+        return value
+
+    def _write_key(self, key: Key, tree: TreeInput, node: Node) -> None:
+        self.data.pop(key.text, None)
+        self._records.append(key.text, tree, node)
+
+    def _has_key(self, key: Key) -> bool:
+        return key.text in self._records.index
+
+    def keys(self) -> KeysView[str]:
+        """Lists every key of the file, in the order of their first records.
+
+        Raises:
+            ValueError: The storage is closed.
+        """
+        if self._closed():
+            raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
+        return KeysView(dict.fromkeys(self._records.index))
