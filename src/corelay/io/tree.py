@@ -16,7 +16,6 @@ from corelay.io._keys import name_problem, text_problem
 __all__ = [
     "MAX_DEPTH",
     "ArrayNode",
-    "ContainerKind",
     "DictNode",
     "Node",
     "NumpyScalarNode",
@@ -24,6 +23,7 @@ __all__ = [
     "RecursiveNumPyArrayTuple",
     "ScalarKind",
     "ScalarNode",
+    "SequenceKind",
     "SequenceNode",
     "StringInfo",
     "TreeInput",
@@ -110,7 +110,7 @@ class ScalarNode(_Node):
     kind: ScalarKind
 
 
-ContainerKind: TypeAlias = Literal["tuple", "list"]
+SequenceKind: TypeAlias = Literal["tuple", "list"]
 """The sequence containers."""
 
 
@@ -124,7 +124,7 @@ class DictNode(_Node):
 class SequenceNode(_Node):
     """A ``tuple`` or ``list``; ``items`` in order."""
 
-    kind: ContainerKind
+    kind: SequenceKind
     items: list["Node"] = Field(description="The items, in order.")
 
 
@@ -297,7 +297,7 @@ class _Validator:
                     children[key] = self.node(value, f"{path}[{key!r}]", depth)
                 return DictNode(children=children)
             items = [self.node(item, f"{path}[{index}]", depth) for index, item in enumerate(tree)]
-            kind: ContainerKind = "tuple" if isinstance(tree, tuple) else "list"
+            kind: SequenceKind = "tuple" if isinstance(tree, tuple) else "list"
             return SequenceNode(kind=kind, items=items)
         finally:
             self.ancestors.discard(id(tree))
