@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from corelay.io import hashing
+from corelay.io import _hash_records, hashing
 from corelay.io.hashing import ext_hash
 
 Array = np.ndarray[Any, np.dtype[Any]]
@@ -156,12 +156,12 @@ def test_chunked_path_matches_contiguous_copy(
         base.reshape(-1)[::7],  # 1-D strided, many chunks
     ]
     expected = [ext_hash(np.ascontiguousarray(c)) for c in cases]
-    monkeypatch.setattr(hashing, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(_hash_records, "CHUNK_BYTES", chunk_bytes)
     assert [ext_hash(c) for c in cases] == expected
 
 
 def test_non_contiguous_view_memory_is_bounded_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hashing, "_CHUNK_BYTES", 1 * MiB)
+    monkeypatch.setattr(_hash_records, "CHUNK_BYTES", 1 * MiB)
     fortran = np.asfortranarray(np.ones((2048, 2048)))  # 32 MiB, not C-contiguous
     strided = np.ones((4096, 2048))[:, ::2]  # 32 MiB view of a 64 MiB array
     long_rows = np.asfortranarray(np.ones((4, 1024 * 1024)))  # 8 MiB rows > one chunk
