@@ -1,5 +1,6 @@
-"""The records ext_hash feeds its hasher: the tags, the leaves (bytes, views, arrays, sparse
-matrices) and the names of classes and functions.
+"""The records ext_hash feeds its hasher: tags, leaves, and names of classes and functions.
+
+The leaves are bytes, memory views, arrays and sparse matrices.
 """
 
 from __future__ import annotations
