@@ -1,10 +1,12 @@
 """The table of stored trees that every backend must round-trip exactly, and the comparison."""
 
-from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
+
+from corelay.io.testing import assert_same_tree
+
+__all__ = ["TREE_CASES", "assert_same_tree"]
 
 # (case id, tree). Every backend writes each tree, reopens the file and must read it back equal
 # in type, dtype, shape, value (bit for bit) and dict order.
@@ -69,38 +71,3 @@ TREE_CASES: list[tuple[str, Any]] = [
         },
     ),
 ]
-
-
-def assert_same_tree(actual: Any, expected: Any, path: str = "tree") -> None:
-    """Asserts ``actual`` is ``expected`` read back: same types, dtypes, shapes, bits, order."""
-    if isinstance(expected, dict):
-        expected_dict = cast(dict[str, Any], expected)
-        assert type(actual) is OrderedDict, f"{path}: {type(actual)} is not OrderedDict"
-        actual_dict = cast(OrderedDict[str, Any], actual)
-        assert list(actual_dict) == list(expected_dict), f"{path}: keys differ"
-        for key, value in expected_dict.items():
-            assert_same_tree(actual_dict[key], value, f"{path}[{key!r}]")
-        return
-    assert type(actual) is type(expected), f"{path}: {type(actual)} is not {type(expected)}"
-    if isinstance(expected, tuple | list):
-        expected_items = cast(Sequence[Any], expected)
-        actual_items: Sequence[Any] = actual
-        assert len(actual_items) == len(expected_items), f"{path}: lengths differ"
-        for index, (item, expected_item) in enumerate(
-            zip(actual_items, expected_items, strict=True)
-        ):
-            assert_same_tree(item, expected_item, f"{path}[{index}]")
-    elif isinstance(expected, np.ndarray | np.generic):
-        expected_array = np.asarray(cast(Any, expected))
-        actual_array = np.asarray(actual)
-        assert actual_array.dtype == expected_array.dtype, f"{path}: dtypes differ"
-        assert actual_array.shape == expected_array.shape, f"{path}: shapes differ"
-        equal_nan = expected_array.dtype.kind in "fc"
-        assert np.array_equal(actual_array, expected_array, equal_nan=equal_nan), path
-        if expected_array.dtype.kind not in "SU":
-            actual_bytes = np.ascontiguousarray(actual_array).tobytes()
-            assert actual_bytes == np.ascontiguousarray(expected_array).tobytes(), f"{path}: bits"
-    elif isinstance(expected, float | complex):
-        assert repr(actual) == repr(expected), f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
