@@ -1,6 +1,7 @@
 """HashedHDF5: pipeline outputs cached in an HDF5 group, keyed by exact hashes of their inputs.
 
-The layout of the entries is in the documentation of :class:`HashedHDF5`.
+This module holds the entry layout only; the HDF5 format (:mod:`corelay.io._hdf5`) writes and
+reads the trees.
 """
 
 import contextlib
@@ -174,47 +175,11 @@ class HashedHDF5:
     copy finds the same entry).
 
     The entries are ordinary HDF5 objects, readable with plain h5py, in the group given as
-    ``base``::
-
-        <base>/
-            <first 2 digits of the entry name>/
-                <entry name>       the output in the HDF5 codec's layout: a dataset for an
-                                   array or a scalar, a group for a container. Its
-                                   attribute corelay.hashed_entry, written last, marks it
-                                   complete (an object without it reads as absent) and
-                                   holds the hashes, as the ASCII string
-                                   'input=<ext_hash(data_in)> output=<ext_hash(data_out)>
-                                   meta=<ext_hash(meta)>'
-            .corelay-meta/
-                <ext_hash(meta)>   each distinct metadata tree, stored once: the JSON text
-                                   of one that JSON holds exactly (a scalar string dataset
-                                   without a corelay.kind attribute), else in the codec's
-                                   layout (see read_meta)
-
-    The entry name is ``ext_hash((ext_hash(data_in), ext_hash(meta)))``, 32 hexadecimal digits
-    (:meth:`entry_name`). Spreading the entries over 256 groups keeps each group small, and so
-    the cost of a write low however many entries there are. Arrays of up to 4 KiB are stored in
-    their dataset's header (HDF5's compact layout), larger ones contiguously. Names starting
-    with ``.corelay-tmp-`` are entries being replaced.
-
-    A write validates everything before writing anything, marks the entry complete last, writes
-    a replacement under a temporary name and swaps it in, and flushes the file once, before it
-    returns: a reader sees a complete entry or none, the old one or the new one.
-
-    That a returned write survives the process being killed at any later moment also depends on
-    how the file was opened. HDF5 writes a flush as many separate writes, and a process killed
-    among them can damage what earlier flushes wrote (with a plain ``h5py.File``, entries that
-    had been flushed were lost in 4 of 80 trials). Open the file with
-    :func:`corelay.io.journal.open_journaled`, which makes each flush atomic, to have that
-    guarantee.
-
-    Each write costs one flush, and HDF5's flush time grows with the number of entries in the
-    file's metadata cache (up to its size, 2 MB by default): a smaller cache makes writes
-    cheaper, at the price of fewer cached reads, for example ``config =
-    file.id.get_mdc_config(); config.set_initial_size = True; config.initial_size =
-    config.min_size = config.max_size = 512 * 1024; file.id.set_mdc_config(config)``.
-    HashedHDF5 leaves that choice to whoever opens the file
-    (:func:`~corelay.io.journal.open_journaled` makes it).
+    ``base``, sharded by the first two digits of their names; each distinct metadata tree is
+    stored once. A write validates everything first, replaces an entry atomically, and flushes
+    the file before it returns; open the file with :func:`corelay.io.journal.open_journaled` for
+    the write to survive the process being killed. The layout, and how to make writes cheaper,
+    are in the documentation ("The layout of a HashedHDF5 group").
     """
 
     base: h5py.Group
