@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 import pytest
 
-from corelay.io import _hdf5, journal
+from corelay.io import journal
+from corelay.io._hdf5 import write as hdf5_write
 from corelay.io.journal import JournaledFile, journal_path
 from corelay.io.storage import HDF5Storage, PickleStorage
 from tests.backends import Backend
@@ -59,11 +60,11 @@ def _fault_at(step: int | None, error: BaseException) -> Generator[list[int]]:
     """Makes the ``step``-th call to any step of a write raise ``error`` (``None``: counts)."""
     calls = [0]
     targets: list[tuple[Any, str]] = [
-        (_hdf5, "create_group"),
-        (_hdf5, "create_dataset"),
-        (_hdf5, "set_str_attr"),
-        (h5py.Group, "__delitem__"),
-        (h5py.Group, "move"),
+        (hdf5_write, "create_group"),
+        (hdf5_write, "create_dataset"),
+        (hdf5_write, "set_str_attr"),
+        (hdf5_write, "unlink"),
+        (hdf5_write, "move"),
         (h5py.File, "flush"),
         (JournaledFile, "write"),
         (JournaledFile, "truncate"),

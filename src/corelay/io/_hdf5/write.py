@@ -51,6 +51,17 @@ def _link_create_for(name: bytes) -> h5p.PropID:
     return _LINK_CREATE_ASCII if name.isascii() else _LINK_CREATE_UTF8
 
 
+def unlink(group: h5g.GroupID, path: bytes) -> None:
+    """Removes the link at ``path`` in ``group``: one step of a replacement."""
+    group.unlink(path)
+
+
+def move(group: h5g.GroupID, source: bytes, destination: bytes) -> None:
+    """Moves the link at ``source`` in ``group`` to ``destination``: one step of a replacement."""
+    name = destination.rpartition(b"/")[2]
+    group.links.move(source, group, destination, lcpl=_link_create_for(name))
+
+
 @contextlib.contextmanager
 def replacing(group: h5g.GroupID, path: bytes) -> Generator[bytes]:
     """Replaces the member at ``path`` in ``group`` with what the block writes.
@@ -73,18 +84,18 @@ def replacing(group: h5g.GroupID, path: bytes) -> Generator[bytes]:
     links = group.links
     replace = links.exists(path)
     if links.exists(temporary):
-        group.unlink(temporary)  # left by a writer that was killed
+        unlink(group, temporary)  # left by a writer that was killed
     target = temporary if replace else path
     try:
         yield target
     except BaseException:
         with contextlib.suppress(Exception):
             if links.exists(target):
-                group.unlink(target)
+                unlink(group, target)
         raise
     if replace:
-        group.unlink(path)
-        links.move(temporary, group, path, lcpl=_link_create_for(name))
+        unlink(group, path)
+        move(group, temporary, path)
 
 
 def create_group(parent: h5py.Group, name: str, track_order: bool = False) -> h5py.Group:
@@ -98,7 +109,8 @@ def create_group(parent: h5py.Group, name: str, track_order: bool = False) -> h5
     return h5py.Group(h5g.create(parent.id, key, lcpl=lcpl, gcpl=_GROUP_CREATE[track_order]))
 
 
-def _set_str_attr(oid: ObjectID, name: str, value: str) -> None:
+def set_str_attr(oid: ObjectID, name: str, value: str) -> None:
+    """Sets the attribute ``name`` of ``oid`` to ``value``, as h5py stores a str."""
     key = name.encode()
     if h5a.exists(oid, key):
         h5a.delete(oid, key)
@@ -167,7 +179,7 @@ def write_node(parent: h5py.Group, name: str, value: Any, node: Node) -> None:
         created = parent.create_dataset(name, data=h5py.Empty("u1")).id
     else:
         created = create_dataset(parent.id, name.encode(), PYTHON_SCALAR_TYPES[kind](value))
-    _set_str_attr(created, KIND_ATTR, kind)
+    set_str_attr(created, KIND_ATTR, kind)
 
 
 def _write_unicode(parent: h5py.Group, name: str, value: Any) -> h5py.Dataset:
