@@ -1,11 +1,7 @@
 """HashedHDF5: exact keys, round trips, validation, atomic entries, plain-h5py readable layout."""
 
-import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -565,100 +561,6 @@ import sys, h5py
 with h5py.File(sys.argv[1], "r", locking=False) as file:
     print(float(file["cache"][sys.argv[2][:2]][sys.argv[2]][4]))
 """
-
-# The writer of the SIGKILL trials: a stream of entries, one entry rewritten at every step, and
-# a line with the step and the entry's name after each write returned.
-_WRITER = """
-import sys
-import numpy as np
-from corelay.io.journal import open_journaled
-from corelay.io.storage import HashedHDF5
-sys.path.insert(0, sys.argv[2])
-from test_hashed import killed_output, killed_input, KILLED_META
-
-with open_journaled(sys.argv[1], "a") as file:
-    store = HashedHDF5(file.require_group("cache"))
-    for step in range(100_000):
-        store.write(killed_output(step), killed_input(step), KILLED_META)
-        store.write(killed_output(step), "latest", KILLED_META)
-        print(step, store.entry_name(killed_input(step), KILLED_META), flush=True)
-"""
-
-KILLED_META = {"function": "tests.killed", "params": {"n": 3}}
-
-
-def killed_input(step: int) -> np.ndarray[Any, Any]:
-    """The input of the entry written at ``step`` of the killed writer."""
-    return np.full(4, step, dtype=np.int64)
-
-
-def killed_output(step: int) -> Any:
-    """The output written at ``step``: sizes vary so that kills land inside big writes."""
-    size = 2**17 if step % 4 == 0 else 10 + step
-    if step % 3 == 0:
-        return (np.full(size, step, dtype=np.float64), (np.arange(step % 5),))
-    return np.full(size, step, dtype=np.float32)
-
-
-# (returned steps to wait for, then extra seconds before SIGKILL)
-_KILL_MOMENTS = [(0, 0.0), (1, 0.0), (1, 0.002), (3, 0.001), (8, 0.0), (20, 0.003), (35, 0.0005)]
-
-
-@pytest.mark.parametrize(("wait_for", "delay"), _KILL_MOMENTS)
-def test_killed_writer_loses_no_returned_entry(path: Path, wait_for: int, delay: float) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path), str(Path(__file__).parent)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert writer.stdout is not None
-    lines: list[str] = []
-    while len(lines) < wait_for:
-        line = writer.stdout.readline()
-        assert line, "the writer stopped before it was killed"
-        lines.append(line)
-    time.sleep(delay + random.uniform(0, 0.002))
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
-    lines += writer.stdout.read().splitlines(keepends=True)
-    writer.stdout.close()
-    # A line the kill cut short was never completely reported: its write counts as in progress.
-    returned = [line.split() for line in lines if line.endswith("\n")]
-    if not path.exists():
-        assert not returned
-        return
-    with open_journaled(path, "r") as file:
-        if "cache" not in file:
-            assert not returned
-            return
-        store = HashedHDF5(_cache(file))
-        for step_text, name in returned:
-            step = int(step_text)
-            assert store.entry_name(killed_input(step), KILLED_META) == name
-            assert_same_tree(store.read(killed_input(step), KILLED_META), killed_output(step))
-        last = len(returned) - 1
-        # The write in progress at the kill is complete or absent.
-        try:
-            in_progress = store.read(killed_input(last + 1), KILLED_META)
-        except NoDataSource:
-            pass
-        else:
-            assert_same_tree(in_progress, killed_output(last + 1))
-        # The rewritten entry holds the last returned value or the one in progress.
-        if returned:
-            latest = store.read("latest", KILLED_META)
-            candidates = [killed_output(last), killed_output(last + 1)]
-            assert any(_same(latest, candidate) for candidate in candidates)
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    try:
-        assert_same_tree(actual, expected)
-    except AssertionError:
-        return False
-    return True
 
 
 def test_metadata_json_or_tree_reads_back(store: HashedHDF5) -> None:

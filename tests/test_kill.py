@@ -1,8 +1,9 @@
 """A writer killed with SIGKILL at any moment leaves a readable file with every returned write.
 
-Run for every backend. ``CORELAY_KILL_TRIALS`` sets how many random kill moments
-``test_random_kill_moments`` tries, and ``CORELAY_FIRST_WRITE_TRIALS`` how many kills
-``test_kill_while_creating_a_new_file`` tries (``CORELAY_KILL_SEED`` seeds them).
+Run for every backend: the keyed storages, and HashedHDF5 in a journaled file.
+``CORELAY_KILL_TRIALS`` sets how many random kill moments ``test_random_kill_moments`` tries, and
+``CORELAY_FIRST_WRITE_TRIALS`` how many kills ``test_kill_while_creating_a_new_file`` tries
+(``CORELAY_KILL_SEED`` seeds them).
 """
 
 import os
@@ -15,9 +16,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 
+from corelay.io.journal import open_journaled
+from corelay.io.storage import HashedHDF5, NoDataSource
 from tests.backends import Backend
 from tests.cases import assert_same_tree
 
@@ -49,35 +53,42 @@ def tree(index: int) -> Any:
     }
 
 
-def _kill_writer(backend: Backend, path: Path, wait_for: int, delay: float) -> int:
+def _kill_writer(script: str, args: list[str], wait_for: int, delay: float) -> list[str]:
     """Starts a writer, kills it after ``wait_for`` returned writes and ``delay`` seconds.
 
+    The writer prints one line after each write returned (after a first line ``-1``, printed
+    just before it opens the file, when ``wait_for`` counts from it).
+
     Returns:
-        The index of the last write that returned.
+        The lines the writer printed completely: a line the kill cut short was never completely
+        reported, and its write counts as in progress.
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *sys.path])}
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path), backend.name],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True, env=env
     )
     assert writer.stdout is not None
-    returned = int(writer.stdout.readline())  # -1: the writer is about to open the file
-    while returned + 1 < wait_for:
+    lines: list[str] = []
+    while len(lines) < wait_for:
         line = writer.stdout.readline()
         assert line, "the writer stopped before it was killed"
-        returned = int(line)
+        lines.append(line)
     time.sleep(delay + random.uniform(0, 0.002))
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    returned = max([returned, *(int(line) for line in writer.stdout.read().split())])
+    lines += writer.stdout.read().splitlines(keepends=True)
     writer.stdout.close()
-    return returned
+    return [line for line in lines if line.endswith("\n")]
+
+
+def _last_returned(backend: Backend, path: Path, wait_for: int, delay: float) -> int:
+    """Kills a writer of ``backend``; returns the index of the last write that returned."""
+    lines = _kill_writer(_WRITER, [str(path), backend.name], wait_for + 1, delay)
+    return max(int(line) for line in lines)
 
 
 def _check_after_kill(backend: Backend, path: Path, wait_for: int, delay: float) -> None:
-    returned = _kill_writer(backend, path, wait_for, delay)
+    returned = _last_returned(backend, path, wait_for, delay)
     if not path.exists():
         assert returned == -1
         return
@@ -135,3 +146,93 @@ def test_kill_while_creating_a_new_file(backend: Backend, tmp_path: Path) -> Non
             warnings.simplefilter("ignore", RuntimeWarning)
             with backend.open(path, "a") as storage:
                 storage["again"] = 1
+
+
+# ---------------------------------------------------------------------------------- HashedHDF5
+
+# The HashedHDF5 writer: a stream of entries, one entry rewritten at every step, and
+# a line with the step and the entry's name after each write returned.
+_HASHED_WRITER = """
+import sys
+import numpy as np
+from corelay.io.journal import open_journaled
+from corelay.io.storage import HashedHDF5
+from tests.test_kill import killed_output, killed_input, KILLED_META
+
+with open_journaled(sys.argv[1], "a") as file:
+    store = HashedHDF5(file.require_group("cache"))
+    for step in range(100_000):
+        store.write(killed_output(step), killed_input(step), KILLED_META)
+        store.write(killed_output(step), "latest", KILLED_META)
+        print(step, store.entry_name(killed_input(step), KILLED_META), flush=True)
+"""
+
+KILLED_META = {"function": "tests.killed", "params": {"n": 3}}
+
+
+def killed_input(step: int) -> np.ndarray[Any, Any]:
+    """The input of the entry written at ``step`` of the killed writer."""
+    return np.full(4, step, dtype=np.int64)
+
+
+def killed_output(step: int) -> Any:
+    """The output written at ``step``: sizes vary so that kills land inside big writes."""
+    size = 2**17 if step % 4 == 0 else 10 + step
+    if step % 3 == 0:
+        return (np.full(size, step, dtype=np.float64), (np.arange(step % 5),))
+    return np.full(size, step, dtype=np.float32)
+
+
+# (returned steps to wait for, then extra seconds before SIGKILL)
+_HASHED_KILL_MOMENTS = [
+    (0, 0.0),
+    (1, 0.0),
+    (1, 0.002),
+    (3, 0.001),
+    (8, 0.0),
+    (20, 0.003),
+    (35, 0.0005),
+]
+
+
+@pytest.mark.parametrize(("wait_for", "delay"), _HASHED_KILL_MOMENTS)
+def test_killed_hashed_writer_loses_no_returned_entry(
+    tmp_path: Path, wait_for: int, delay: float
+) -> None:
+    path = tmp_path / "cache.h5"
+    returned = [line.split() for line in _kill_writer(_HASHED_WRITER, [str(path)], wait_for, delay)]
+    if not path.exists():
+        assert not returned
+        return
+    with open_journaled(path, "r") as file:
+        if "cache" not in file:
+            assert not returned
+            return
+        cache = file["cache"]
+        assert isinstance(cache, h5py.Group)
+        store = HashedHDF5(cache)
+        for step_text, name in returned:
+            step = int(step_text)
+            assert store.entry_name(killed_input(step), KILLED_META) == name
+            assert_same_tree(store.read(killed_input(step), KILLED_META), killed_output(step))
+        last = len(returned) - 1
+        # The write in progress at the kill is complete or absent.
+        try:
+            in_progress = store.read(killed_input(last + 1), KILLED_META)
+        except NoDataSource:
+            pass
+        else:
+            assert_same_tree(in_progress, killed_output(last + 1))
+        # The rewritten entry holds the last returned value or the one in progress.
+        if returned:
+            latest = store.read("latest", KILLED_META)
+            candidates = [killed_output(last), killed_output(last + 1)]
+            assert any(_same(latest, candidate) for candidate in candidates)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    try:
+        assert_same_tree(actual, expected)
+    except AssertionError:
+        return False
+    return True
