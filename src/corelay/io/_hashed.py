@@ -7,7 +7,9 @@ reads the trees.
 import contextlib
 import json
 import math
+import re
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
 
 import h5py
@@ -149,6 +151,33 @@ def _complete_entry(base: h5g.GroupID, path: bytes) -> ObjectID | None:
     return None
 
 
+def _find_entry(base: h5py.Group, name: str) -> ObjectID | None:
+    entry = _complete_entry(base.id, entry_path(name).encode())
+    if entry is None:
+        # A writer of a file opened without the journal, killed between unlinking the old entry
+        # and moving the new one into place, can leave the new one, complete, under its
+        # temporary name.
+        entry = _complete_entry(base.id, _temp_path(name))
+    return entry
+
+
+def _temp_path(name: str) -> bytes:
+    return f"{name[:SHARD_DIGITS]}/{TEMP_PREFIX}{name}".encode()
+
+
+_SHARD = re.compile(f"[0-9a-f]{{{SHARD_DIGITS}}}")
+_ENTRY_NAME = re.compile(f"(?:{re.escape(TEMP_PREFIX)})?([0-9a-f]{{32}})")
+
+
+def _shards(base: h5py.Group) -> Iterator[tuple[bytes, h5g.GroupID]]:
+    """The shard groups of ``base``: its member groups named by hexadecimal digits."""
+    for member in list(base.id):
+        if _SHARD.fullmatch(member.decode("utf-8", "replace")):
+            group = _open_id(base.id, member)
+            if isinstance(group, h5g.GroupID):
+                yield member, group
+
+
 def _exists(base: h5py.Group, path: bytes) -> bool:
     # links.exists needs the groups on the way to exist.
     try:
@@ -233,13 +262,7 @@ class HashedHDF5:
         """
         base = self._open_base()
         name = _entry_name(ext_hash(data_in), ext_hash(meta))
-        entry = _complete_entry(base.id, entry_path(name).encode())
-        if entry is None:
-            # A writer of a file opened without the journal, killed between unlinking the old
-            # entry and moving the new one into place, can leave the new one, complete, under
-            # its temporary name.
-            temp_path = f"{name[:SHARD_DIGITS]}/{TEMP_PREFIX}{name}"
-            entry = _complete_entry(base.id, temp_path.encode())
+        entry = _find_entry(base, name)
         if entry is None:
             raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
         try:
@@ -367,6 +390,101 @@ class HashedHDF5:
             raise
         file.flush()
 
+    def exists(self, data_in: Any, meta: Any) -> bool:
+        """Tells whether a complete entry is stored for ``data_in`` and ``meta``.
+
+        Args:
+            data_in: The input.
+            meta: The identifying metadata.
+
+        Raises:
+            TypeError: ``data_in`` or ``meta`` holds a value ``ext_hash`` does not accept.
+            ValueError: The HDF5 file is closed.
+
+        Returns:
+            ``True`` if :meth:`read` would return an output for them.
+        """
+        base = self._open_base()
+        return _find_entry(base, _entry_name(ext_hash(data_in), ext_hash(meta))) is not None
+
+    def __len__(self) -> int:
+        """The number of complete entries (opens each entry: the cost grows with their number).
+
+        Raises:
+            ValueError: The HDF5 file is closed.
+        """
+        base = self._open_base()
+        names: set[str] = set()
+        for _, shard in _shards(base):
+            for member in list(shard):
+                found = _ENTRY_NAME.fullmatch(member.decode("utf-8", "replace"))
+                if found and _complete_entry(shard, member) is not None:
+                    names.add(found[1])
+        return len(names)
+
+    def evict(self, data_in: Any, meta: Any) -> None:
+        """Deletes the entry of ``data_in`` and ``meta``, durably and atomically, as a write.
+
+        The metadata tree stays in ``.corelay-meta``: other entries may share it, and it is
+        small; :meth:`clear` removes it.
+
+        Args:
+            data_in: The input.
+            meta: The identifying metadata.
+
+        Raises:
+            NoDataSource: No complete entry is stored for them (as :meth:`read` would say):
+                evicting what is not there is more likely a mistaken input or metadata than
+                intended. Check with :meth:`exists` first to evict only if present.
+            NoDataTarget: The HDF5 file is open read-only.
+            TypeError: ``data_in`` or ``meta`` holds a value ``ext_hash`` does not accept.
+            ValueError: The HDF5 file is closed.
+        """
+        base = self._open_base()
+        file = self._writable_file(base)
+        name = _entry_name(ext_hash(data_in), ext_hash(meta))
+        if _find_entry(base, name) is None:
+            raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
+
+        def unlink_entry() -> None:
+            for path in (entry_path(name).encode(), _temp_path(name)):
+                if _exists(base, path):
+                    base.id.unlink(path)
+
+        _change(file, unlink_entry)
+
+    def clear(self) -> None:
+        """Deletes every entry and the stored metadata, durably and atomically, as a write.
+
+        Only what HashedHDF5 wrote goes: the entries in the shard groups (a shard group left
+        with other members keeps them) and ``.corelay-meta``. Other members of :attr:`base`
+        stay.
+
+        Raises:
+            NoDataTarget: The HDF5 file is open read-only.
+            ValueError: The HDF5 file is closed.
+        """
+        base = self._open_base()
+        file = self._writable_file(base)
+
+        def unlink_all() -> None:
+            for shard_name, shard in list(_shards(base)):
+                members = list(shard)
+                entries = [
+                    member
+                    for member in members
+                    if _ENTRY_NAME.fullmatch(member.decode("utf-8", "replace"))
+                ]
+                if len(entries) == len(members):
+                    base.id.unlink(shard_name)
+                else:
+                    for member in entries:
+                        shard.unlink(member)
+            if base.id.links.exists(_META_KEY):
+                base.id.unlink(_META_KEY)
+
+        _change(file, unlink_all)
+
     def _open_base(self) -> h5py.Group:
         base = self.base
         if not base.id.valid:  # h5py objects are invalid once their file is closed
@@ -381,6 +499,16 @@ class HashedHDF5:
         if not cached[2]:
             raise NoDataTarget(f"HDF5 file {cached[1].filename!r} is open read-only")
         return cached[1]
+
+
+def _change(file: h5py.File, change: Callable[[], None]) -> None:
+    """Makes ``change`` to the file and flushes it, as :meth:`HashedHDF5.write` does.
+
+    The one flush is what a journaled file makes atomic; an interrupt waits until it is done.
+    """
+    with _hdf5.interrupts_deferred():
+        change()
+        file.flush()
 
 
 def _store_meta(
