@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from corelay.io.storage import DataStorageBase, HDF5Storage, PickleStorage
+from corelay.io.storage import DataStorageBase, HDF5Storage, Mode, PickleStorage
 
 
 class Backend(NamedTuple):
@@ -12,17 +12,17 @@ class Backend(NamedTuple):
 
     name: str
     suffix: str
-    open: Callable[[Path, str], DataStorageBase]
+    open: Callable[[Path, Mode], DataStorageBase]
     plain_read: str
     """A script that reads ``key`` of the file ``sys.argv[1]`` without this library, and prints
     its item 4: what another program sees while the storage is still open."""
 
 
-def _open_hdf5(path: Path, mode: str) -> DataStorageBase:
+def _open_hdf5(path: Path, mode: Mode) -> DataStorageBase:
     return HDF5Storage(path, mode)
 
 
-def _open_pickle(path: Path, mode: str) -> DataStorageBase:
+def _open_pickle(path: Path, mode: Mode) -> DataStorageBase:
     return PickleStorage(path, mode)
 
 

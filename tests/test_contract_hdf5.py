@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from corelay.io.storage import DataStorageBase, HDF5Storage
+from corelay.io.storage import DataStorageBase, HDF5Storage, Mode
 from corelay.io.testing import StorageTests
 
 
 class TestHDF5Storage(StorageTests):
     suffix = ".h5"
 
-    def open(self, path: Path, mode: str) -> DataStorageBase:
+    def open(self, path: Path, mode: Mode) -> DataStorageBase:
         return HDF5Storage(path, mode)

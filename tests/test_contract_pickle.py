@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from corelay.io.storage import DataStorageBase, PickleStorage
+from corelay.io.storage import DataStorageBase, Mode, PickleStorage
 from corelay.io.testing import StorageTests
 
 
 class TestPickleStorage(StorageTests):
     suffix = ".pkl"
 
-    def open(self, path: Path, mode: str) -> DataStorageBase:
+    def open(self, path: Path, mode: Mode) -> DataStorageBase:
         return PickleStorage(path, mode)

@@ -22,7 +22,7 @@ import pytest
 from corelay.io import journal
 from corelay.io._hdf5 import write as hdf5_write
 from corelay.io.journal import JournaledFile, journal_path
-from corelay.io.storage import HDF5Storage, PickleStorage
+from corelay.io.storage import HDF5Storage, Mode, PickleStorage
 from tests.backends import Backend
 from tests.cases import assert_same_tree
 
@@ -313,7 +313,7 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("held_as", ["r", "a"])
 def test_write_mode_on_a_file_held_elsewhere_changes_nothing(
-    backend: Backend, store_path: Path, held_as: str
+    backend: Backend, store_path: Path, held_as: Mode
 ) -> None:
     with backend.open(store_path, "w") as storage:
         storage["key"] = np.arange(5)

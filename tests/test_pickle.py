@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from corelay.io import _pickle
 from corelay.io.describe import describe_file, find_problems
-from corelay.io.storage import HDF5Storage, NoDataSource, PickleStorage
+from corelay.io.storage import HDF5Storage, Mode, NoDataSource, PickleStorage
 from tests.cases import TREE_CASES, assert_same_tree
 from tests.upstream import FIXTURES, decode, fixture_description, run_upstream
 
@@ -46,7 +46,7 @@ def _ordered(value: object) -> Any:
     return value
 
 
-def _open_quietly(path: Path, mode: str) -> PickleStorage:
+def _open_quietly(path: Path, mode: Mode) -> PickleStorage:
     """Opens ``path``, failing the test on any warning (a torn record, for example)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -493,7 +493,7 @@ def _expected_after(steps: list[tuple[str, Any]], count: int) -> dict[str, Any]:
 
 
 def _open_torn_copy(
-    full: bytes, path: Path, offset: int, ends: list[int], mode: str
+    full: bytes, path: Path, offset: int, ends: list[int], mode: Mode
 ) -> tuple[PickleStorage, int]:
     """Opens ``full`` cut at ``offset``, checking the warning; returns the storage and how many
     records must have survived."""

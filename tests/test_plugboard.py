@@ -357,3 +357,14 @@ def test_subclasses_built_as_corelays_tasks_work() -> None:
     with pytest.raises(TypeError):
         slot.default = wrong("x")
     assert list(chain.collect_attr(StepSlot)) == ["first"]  # as pipelines collect their tasks
+
+
+def test_at_takes_slot_values_by_name_only() -> None:
+    class Board(Plugboard):
+        size: Annotated[int, Slot(int, 1)]
+
+    board = Board()
+    with pytest.raises(TypeError, match=r"Board\.at\(\) takes slot values by name only"):
+        board.at(2)
+    assert board.at(size=2).size == 2
+    assert board.size == 1

@@ -260,21 +260,27 @@ class Plugboard:
         for name in self.collect(Slot):
             delattr(defaults, name)
 
-    def at(self, **kwargs: Any) -> Self:
+    # ``*args: Any, **kwargs: Any`` reads as "any signature" to type checkers, so that a subclass
+    # may name the slots it takes (a typo is then an error in the checker); none is positional.
+    def at(self, *args: Any, **kwargs: Any) -> Self:
         """Returns a shallow copy that differs only in the given slot values.
 
         The copy shares every other attribute (an open file, for example) with this instance,
         which is left unchanged.
 
         Args:
+            *args: None accepted: slots are given by name.
             **kwargs: New values of slots.
 
         Raises:
-            TypeError: A name is not a slot, or a value has the wrong type.
+            TypeError: A positional argument, a name that is not a slot, or a value of the wrong
+                type.
 
         Returns:
             The copy.
         """
+        if args:
+            raise TypeError(f"{type(self).__name__}.at() takes slot values by name only")
         slots = self.collect(Slot)
         for name in kwargs:
             if name not in slots:

@@ -4,11 +4,22 @@ The public names are imported from :mod:`corelay.io.storage`.
 """
 
 import os
+import types
 from abc import ABC, abstractmethod
-from collections.abc import KeysView
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    Self,
+    TypedDict,
+    Unpack,
+    runtime_checkable,
+)
 
 from corelay._typecheck import typechecked
 from corelay.base import Param
@@ -18,7 +29,81 @@ from corelay.io.tree import Node, TreeInput, validate
 from corelay.plugboard import Plugboard, SlotValueError
 
 Mode = Literal["r", "w", "a"]
+"""The modes of a storage: ``'r'`` reads, ``'w'`` replaces the file, ``'a'`` reads and adds."""
+
 _MODES: dict[str, Mode] = {"r": "r", "w": "w", "a": "a"}
+
+
+class StorageParams(TypedDict, total=False):
+    """The parameters of :class:`HDF5Storage` and :class:`PickleStorage`, as :meth:`at` takes them.
+
+    A misspelt name or a value of the wrong type is an error for type checkers, and a
+    :class:`TypeError` at run time.
+    """
+
+    data_key: str | None
+    """The key to address; ``None`` goes back to the storage's default (if any)."""
+
+
+def _own_methods(cls: type) -> None:
+    """Gives a class of the library its own copy of each public method it inherits.
+
+    The methods of the shared bases are written once; a copy named after ``cls``, checked when
+    ``@typechecked`` decorates the class, makes a wrongly typed argument's message (and
+    Python's, for a wrong number of arguments) name the class the user called
+    (``HDF5Storage.get``), not a base. (``Self`` in the hints needs the
+    class decorator: a method alone cannot be checked.) Subclasses outside the library keep the
+    methods they inherit, checked under their library class's name.
+    """
+    if not cls.__module__.startswith("corelay."):
+        return
+    for base in cls.__mro__[1:]:
+        if not base.__module__.startswith("corelay."):
+            continue
+        for name, method in vars(base).items():
+            private = name.startswith("_") and not name.endswith("__")
+            if private or name in vars(cls) or not isinstance(method, types.FunctionType):
+                continue
+            original = getattr(method, "__wrapped__", method)  # beartype skips Any-only hints
+            if not isinstance(original, types.FunctionType):
+                continue
+            if getattr(cls, name) is not method:  # overridden on the way down
+                continue
+            copy = types.FunctionType(
+                original.__code__,
+                original.__globals__,
+                original.__name__,
+                original.__defaults__,
+                original.__closure__,
+            )
+            copy.__kwdefaults__ = original.__kwdefaults__
+            copy.__annotations__ = dict(original.__annotations__)
+            copy.__doc__ = original.__doc__
+            copy.__module__ = cls.__module__
+            copy.__qualname__ = f"{cls.__qualname__}.{name}"
+            setattr(cls, name, copy)
+
+
+class _Contents(Mapping[str, Any]):
+    """A storage seen as a read-only mapping, for the views :meth:`DataStorageBase.items` makes."""
+
+    def __init__(self, storage: "DataStorageBase") -> None:
+        self._storage = storage
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._storage[key]
+        except NoDataSource as error:  # what Mapping's views expect of an absent key
+            raise KeyError(key) from error
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._storage
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._storage)
+
+    def __len__(self) -> int:
+        return len(self._storage)
 
 
 @runtime_checkable
@@ -49,13 +134,23 @@ def _check_mode(mode: str) -> Mode:
 class DataStorageBase(ABC, Plugboard):
     """The base class of key-value stores of result trees.
 
-    A storage is a context manager; ``storage[key]``, ``storage[key] = value`` and
-    ``key in storage`` address the entry at ``key``, and :meth:`at` gives a view on another key
-    that shares the open file.
+    A storage is a context manager; ``storage[key]``, ``storage[key] = value``,
+    ``del storage[key]`` and ``key in storage`` address the entry at ``key``, and :meth:`at`
+    gives a view on another key that shares the open file.
+
+    It has the basics of a mapping from keys to stored trees, built on :meth:`keys` and ``[]``:
+    ``len()``, iteration over the keys, :meth:`get`, :meth:`items` and :meth:`values`. It is not
+    registered as a :class:`collections.abc.MutableMapping`, on purpose: a mapping compares
+    equal by its contents (``==`` would read every value of the file, and a storage could not
+    be hashed), and generic code that copies mappings would load the whole file.
     """
 
     #: The underlying file object; ``None`` when the storage is not backed by a file.
     io: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        _own_methods(cls)
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
         """Initializes the declared parameters.
@@ -110,6 +205,38 @@ class DataStorageBase(ABC, Plugboard):
             The keys.
         """
 
+    def __iter__(self) -> Iterator[str]:
+        """Iterates over the keys, as :meth:`keys` listed them when the iteration began."""
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        """The number of keys."""
+        return len(self.keys())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Reads the data stored at ``key``, or returns ``default`` if nothing is stored there.
+
+        Args:
+            key: The key.
+            default: What to return when nothing is stored at ``key``.
+
+        Raises:
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
+        try:
+            return self[key]
+        except NoDataSource:
+            return default
+
+    def items(self) -> ItemsView[str, Any]:
+        """A view of the ``(key, data)`` pairs; each value is read when the iteration reaches it."""
+        return ItemsView(_Contents(self))
+
+    def values(self) -> ValuesView[Any]:
+        """A view of the stored data; each value is read when the iteration reaches it."""
+        return ValuesView(_Contents(self))
+
     def __enter__(self) -> Self:
         return self
 
@@ -132,6 +259,17 @@ class DataStorageBase(ABC, Plugboard):
     def __contains__(self, key: str) -> bool:
         """Tells whether data is stored at ``key``."""
         return self.at(data_key=key).exists()
+
+    def __delitem__(self, key: str) -> None:
+        """Deletes the data stored at ``key``; a storage that cannot delete raises NoDataTarget.
+
+        Raises:
+            NoDataTarget: This storage cannot delete.
+        """
+        raise NoDataTarget(f"{type(self).__name__} cannot delete keys")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
 
     def __bool__(self) -> bool:
         """Tells whether the storage is backed by a store: ``True`` unless it is a NoStorage."""
@@ -199,17 +337,12 @@ class NoStorage(DataStorageBase):
         """
         raise NoDataSource()
 
-    def at(self, **kwargs: Any) -> Self:
+    def at(self) -> Self:
         """Returns this storage: a NoStorage has no parameters that could differ.
 
-        Args:
-            **kwargs: None accepted.
-
         Raises:
-            TypeError: Any keyword argument: a NoStorage has no parameters.
+            TypeError: Any argument: a NoStorage has no parameters.
         """
-        for name in kwargs:
-            raise TypeError(f"NoStorage has no parameter {name!r}; parameters: none")
         return self
 
     # A key addresses nothing here: reading and writing raise what they always raise.
@@ -224,6 +357,10 @@ class NoStorage(DataStorageBase):
     def __contains__(self, key: str) -> bool:
         """Raises :class:`NoDataSource`: there is no store to look in."""
         raise NoDataSource()
+
+    def __delitem__(self, key: str) -> None:
+        """Raises :class:`NoDataTarget`: nothing can be changed."""
+        raise NoDataTarget()
 
 
 @typechecked
@@ -245,7 +382,9 @@ class FileStorage(DataStorageBase):
        describes it, and the file is open for writing), at ``key``, replacing what was there;
        the key holds the old tree or the new one, never a mix, when it returns or raises.
     5. ``_has_key(key)``: whether a tree is stored at ``key``.
-    6. ``keys()``: the keys at the top level, public and documented by each format.
+    6. ``_delete_key(key)``: deletes the tree stored at ``key`` (checked: present, and the file
+       open for writing), durably and atomically, as ``_write_key`` writes.
+    7. ``keys()``: the keys at the top level, public and documented by each format.
 
     ``_any_text`` tells whether the format stores every str exactly (NUL characters and lone
     surrogates too): it decides what ``validate`` accepts before ``_write_key``.
@@ -262,12 +401,13 @@ class FileStorage(DataStorageBase):
     _format: ClassVar[str]
     _any_text: ClassVar[bool] = False
 
-    def __init__(self, path: str | Path, mode: str, data_key: str | None, **kwargs: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: Mode, data_key: str | None) -> None:
         self.mode: Mode = _check_mode(mode)
         """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
-        if data_key is not None:
-            kwargs["data_key"] = data_key
-        super().__init__(**kwargs)
+        if data_key is None:
+            super().__init__()
+        else:
+            super().__init__(data_key=data_key)
         if data_key is not None:
             split_key(data_key)
         if mode == "r" and not os.path.exists(path):
@@ -286,6 +426,25 @@ class FileStorage(DataStorageBase):
 
     @abstractmethod
     def _has_key(self, key: Key) -> bool: ...
+
+    @abstractmethod
+    def _delete_key(self, key: Key) -> None: ...
+
+    def at(self, **kwargs: Unpack[StorageParams]) -> Self:
+        """Returns a view on another key (or with other parameters) that shares the open file.
+
+        This storage is left unchanged, whatever key the constructor set.
+
+        Args:
+            **kwargs: The parameters that differ (see :class:`StorageParams`): ``data_key``.
+
+        Raises:
+            TypeError: An unknown parameter, or a value of the wrong type.
+
+        Returns:
+            The view, of this storage's class.
+        """
+        return super().at(**kwargs)
 
     def _key(self) -> str | None:
         try:
@@ -310,9 +469,19 @@ class FileStorage(DataStorageBase):
 
     def _write_checked(self, key: str | None, tree: TreeInput) -> None:
         checked = self._checked(key)
+        self._check_writable()
+        self._write_key(checked, tree, validate(tree, any_text=self._any_text))
+
+    def _check_writable(self) -> None:
         if self.mode == "r":
             raise NoDataTarget(f"{type(self).__name__} {str(self.path)!r} is open read-only ('r')")
-        self._write_key(checked, tree, validate(tree, any_text=self._any_text))
+
+    def __repr__(self) -> str:
+        closed = " (closed)" if self._closed() else ""
+        return (
+            f"<{type(self).__name__} {str(self.path)!r} mode={self.mode!r} "
+            f"data_key={self._key()!r}{closed}>"
+        )
 
     def read(self, data_in: Any = None, meta: Any = None) -> Any:
         """Reads the tree stored at :attr:`data_key`.
@@ -396,3 +565,18 @@ class FileStorage(DataStorageBase):
             ValueError: The storage is closed, or ``key`` is invalid.
         """
         return self._has_key(self._checked(key))
+
+    def __delitem__(self, key: str) -> None:
+        """Deletes the data stored at ``key``, durably and atomically, as a write stores it.
+
+        Raises:
+            NoDataSource: Nothing is stored at ``key``.
+            NoDataTarget: The storage was opened read-only.
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
+        checked = self._checked(key)
+        self._check_writable()
+        if not self._has_key(checked):
+            raise NoDataSource(f"no data at key {checked.text!r} in {str(self.path)!r}")
+        self._delete_key(checked)

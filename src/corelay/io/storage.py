@@ -5,7 +5,7 @@ Every class of the reference API is imported from here. Each file format owns it
 on the pickle format; :class:`DataStorageBase` is the base class of them all.
 """
 
-from corelay.io._base import DataStorageBase, NoStorage, Storable
+from corelay.io._base import DataStorageBase, Mode, NoStorage, Storable, StorageParams
 from corelay.io._hashed import HashedHDF5
 from corelay.io._hdf5 import UnreadableNodeError
 from corelay.io._hdf5.storage import HDF5Storage
@@ -17,6 +17,7 @@ __all__ = [
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",
+    "Mode",
     "NoDataSource",
     "NoDataTarget",
     "NoStorage",
@@ -24,6 +25,7 @@ __all__ = [
     "RecursiveHashTuple",
     "RecursiveNumPyArrayTuple",
     "Storable",
+    "StorageParams",
     "StringInfo",
     "TreeInput",
     "UnreadableNodeError",

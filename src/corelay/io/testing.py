@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from corelay.base import Param
-from corelay.io.storage import DataStorageBase, NoDataSource, NoDataTarget
+from corelay.io.storage import DataStorageBase, Mode, NoDataSource, NoDataTarget
 
 __all__ = ["CONTRACT_TREES", "StorageTests", "assert_same_tree"]
 
@@ -55,7 +55,7 @@ class StorageTests:
     suffix: ClassVar[str] = ""
     """The suffix of the storage files the tests make."""
 
-    def open(self, path: Path, mode: str) -> DataStorageBase:
+    def open(self, path: Path, mode: Mode) -> DataStorageBase:
         """Opens the backend's storage on ``path`` in ``mode``: the hook a backend implements."""
         raise NotImplementedError(f"{type(self).__name__} must implement open(path, mode)")
 
@@ -83,7 +83,7 @@ class StorageTests:
 
     def test_invalid_mode_touches_no_file(self, store_path: Path) -> None:
         with pytest.raises(ValueError, match="invalid mode 'x'"):
-            self.open(store_path, "x")
+            self.open(store_path, "x")  # type: ignore[arg-type]  # the mistake under test
         assert not store_path.exists()
 
     def test_read_mode_on_missing_file(self, store_path: Path) -> None:

@@ -1,17 +1,60 @@
 """HDF5Storage: the key-value store of the HDF5 format."""
 
+import os
+import re
 from collections.abc import KeysView
 from pathlib import Path
 from typing import Any
 
 import h5py
+from h5py import h5g
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5
-from corelay.io._base import FileStorage
+from corelay.io._base import FileStorage, Mode
 from corelay.io._keys import TEMP_PREFIX, Key
 from corelay.io.errors import NoDataSource
 from corelay.io.tree import Node, TreeInput
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
+
+
+def _open_hdf5(path: Path, mode: Mode) -> h5py.File:
+    """Opens ``path`` journaled; HDF5's refusal to open it becomes one readable line."""
+    try:
+        return _hdf5.open_journaled(path, mode)
+    except OSError as error:
+        if error.errno is not None:  # the library's and the system's own messages are clear
+            raise
+        problem = _not_hdf5(path, str(error))
+    raise OSError(f"{str(path)!r} {problem}")
+
+
+def _not_hdf5(path: Path, reason: str) -> str:
+    """What is wrong with the file HDF5 refused to open, in words (``reason`` is HDF5's)."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                return "is empty, not an HDF5 file"
+            # HDF5 looks for its signature at the start and at 512, 1024, 2048... bytes.
+            offset, signed = 0, False
+            while offset < size and not signed:
+                file.seek(offset)
+                signed = file.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+                offset = 512 if offset == 0 else offset * 2
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    if not signed:
+        return f"is not an HDF5 file (no HDF5 signature in its {size} bytes)"
+    truncated = _TRUNCATED.search(reason)
+    if truncated:
+        return (
+            f"is a truncated HDF5 file: {truncated[1]} bytes, where its header declares "
+            f"{truncated[2]}"
+        )
+    return "is a damaged HDF5 file: it has the HDF5 signature, but HDF5 cannot open it"
 
 
 @typechecked
@@ -54,24 +97,29 @@ class HDF5Storage(FileStorage):
     _format = "HDF5"
 
     def __init__(
-        self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
+        self, path: str | os.PathLike[str], mode: Mode = "r", data_key: str | None = None
     ) -> None:
         """Opens the HDF5 file.
 
         Args:
             path: The file.
             mode: ``'r'`` reads an existing file; ``'w'`` creates the file, replacing an existing
-                one; ``'a'`` reads and writes, creating the file if it does not exist.
+                one; ``'a'`` reads and writes, creating the file if it does not exist (or is
+                empty).
             data_key: The key to address; may be given later with :meth:`at` or ``[]``.
-            **kwargs: Other parameters of the storage.
 
         Raises:
             ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'a'``, or ``data_key`` is invalid.
             TypeError: An unknown parameter or a value of the wrong type.
             FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
+            BlockingIOError: Another storage holds the file in a conflicting mode (the message
+                says which process).
+            OSError: The path is not an HDF5 file: a directory, a FIFO or other special file,
+                an empty file (for ``'r'``), a truncated or damaged file, or a file of another
+                format. The message is one line naming the path and the cause.
         """
-        super().__init__(path, mode, data_key, **kwargs)
-        self.io = _hdf5.open_journaled(path, self.mode)
+        super().__init__(path, mode, data_key)
+        self.io = _open_hdf5(self.path, self.mode)
 
     def _closed(self) -> bool:
         return not self.io.id.valid
@@ -123,8 +171,27 @@ class HDF5Storage(FileStorage):
     def _has_key(self, key: Key) -> bool:
         return _hdf5.find(self.io, key.names, self.follow_external) is not None
 
+    def _delete_key(self, key: Key) -> None:
+        *group_names, name = key.names
+        parent = _hdf5.find(self.io, group_names, self.follow_external)
+        if not isinstance(parent, h5g.GroupID):  # found with the key: cannot happen
+            raise NoDataSource(f"no data at key {key.text!r} in {str(self.path)!r}")
+        with _hdf5.interrupts_deferred():
+            try:
+                parent.unlink(name.encode())
+                leftover = (TEMP_PREFIX + name).encode()
+                if parent.links.exists(leftover):
+                    parent.unlink(leftover)
+                self.io.flush()
+            except BaseException:
+                # As for a write: the file returns to its last committed state.
+                _hdf5.roll_back(self.io)
+                raise
+
     def keys(self) -> KeysView[str]:
-        """Lists the keys at the top level of the file.
+        """Lists the keys at the top level of the file, in the order h5py lists them.
+
+        That is by name, or by creation in a file whose root group tracks creation order.
 
         Raises:
             ValueError: The storage is closed.

@@ -34,6 +34,10 @@ not call it either: a returned write survives the process being killed, not a po
 A write that fails part way is cut off the file again. A record cut short by a crash (a torn
 last record) is ignored with a warning, and cut off the file when it is opened for appending.
 
+Deleting a key appends a tombstone, ``{'data': None, 'key': key, 'deleted': True}``, written
+and flushed like any record: the key is absent from the records after it until a later record
+writes it again. corelay 1.0.0 ignores the extra field, so it reads a deleted key as ``None``.
+
 The modules: :mod:`.safe` (what a record may hold and the restricted unpickler), :mod:`.form`
 (the loaded value as the returned tree), :mod:`.scan` (indexing by walking opcodes),
 :mod:`.records` (the file of records), :mod:`.describe` (what ``inspect`` and ``validate``
@@ -51,10 +55,11 @@ from corelay.io._pickle.safe import (
     TreePickler,
     TreeUnpickler,
 )
-from corelay.io._pickle.scan import scan
+from corelay.io._pickle.scan import DELETED_FIELD, scan
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "DELETED_FIELD",
     "PROTOCOL",
     "CorruptRecordError",
     "RecordFile",

@@ -13,7 +13,7 @@ from corelay.io._pickle.safe import (
     TreePickler,
     unpickle,
 )
-from corelay.io._pickle.scan import Incomplete, Walker, file_size, scan
+from corelay.io._pickle.scan import DELETED_FIELD, Incomplete, Walker, file_size, scan
 from corelay.io.tree import Node
 
 # ---------------------------------------------------------------------------------- the file
@@ -92,7 +92,19 @@ class RecordFile:
         If writing fails part way, the partial record is cut off the file again; if even that
         fails, the file is closed (the next open ignores the torn record).
         """
-        record = {"data": plain(value, node), "key": key}
+        self.index[key] = self._append({"data": plain(value, node), "key": key})
+
+    def delete(self, key: str) -> None:
+        """Appends the tombstone of ``key`` and flushes it; the key leaves the index.
+
+        If writing fails part way, the partial record is cut off the file again, as by
+        :meth:`append`.
+        """
+        self._append({"data": None, "key": key, DELETED_FIELD: True})
+        self.index.pop(key, None)
+
+    def _append(self, record: dict[str, object]) -> int:
+        """Appends ``record`` and flushes it; returns the offset where it starts."""
         file = self.file
         start = file.seek(0, io.SEEK_END)
         try:
@@ -106,4 +118,4 @@ class RecordFile:
                 file.close()
                 raise
             raise
-        self.index[key] = start
+        return start

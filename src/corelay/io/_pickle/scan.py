@@ -11,6 +11,14 @@ from corelay.io._keys import name_problem
 from corelay.io._pickle.form import check_record
 from corelay.io._pickle.safe import CorruptRecordError, unpickle
 
+#: The field that makes a record a tombstone: the deletion of its key.
+DELETED_FIELD: Final = "deleted"
+
+
+def is_tombstone(record: object) -> bool:
+    """Whether ``record`` (loaded, or as a walk sees it) is the tombstone of its key."""
+    return isinstance(record, dict) and DELETED_FIELD in cast("dict[object, object]", record)
+
 
 class Incomplete(Exception):  # noqa: N818 - internal signal, never escapes the pickle format
     """The file ends inside the record."""
@@ -64,6 +72,7 @@ class Walker:
         self.size = size
         self.stack: list[object] = []
         self.memo: dict[int, object] = {}
+        self.deleted = False  # whether the record walked is a tombstone
         self.ops = 0  # opcodes walked: what bounds the memo and the loaded tree
 
     def read(self, count: int) -> bytes:
@@ -109,7 +118,9 @@ class Walker:
                 raise Malformed(f"invalid opcode {code:#04x}")
             name = op.name
             if name == "STOP":
-                return self.record_key(self.pop())
+                top = self.pop()
+                self.deleted = is_tombstone(top)
+                return self.record_key(top)
             if name in _PAYLOADS:
                 self.skip(self.count(_PAYLOADS[name]))
                 self.stack.append(_OPAQUE)
@@ -234,8 +245,9 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
             references a global that is not allowed.
 
     Returns:
-        The byte offset of the last record of each key, in the order keys first appear, and
-        the offset where the complete records end.
+        The byte offset of the last record of each key, in the order keys first appear (after
+        their last tombstone), without the keys a tombstone deleted, and the offset where the
+        complete records end.
     """
     size = file_size(file)
     index: dict[str, int] = {}
@@ -243,8 +255,9 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
     file.seek(0)
     while offset < size:
         where = f"{str(path)!r}, record at byte {offset}"
+        walker = Walker(file, size)
         try:
-            key = Walker(file, size).walk()
+            key = walker.walk()
         except Incomplete:
             file.seek(offset)
             if file.read(1) != b"\x80":
@@ -260,12 +273,17 @@ def scan(file: IO[bytes], path: Path) -> tuple[dict[str, int], int]:
         except Exception as error:  # Malformed, or what damaged arguments make readers raise
             raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
         end = file.tell()
+        deleted = walker.deleted
         if key is None:
             file.seek(offset)
-            key, _ = check_record(unpickle(file, where), where)
+            record = unpickle(file, where)
+            key, _ = check_record(record, where)
+            deleted = is_tombstone(record)
             file.seek(end)
         problem = next(filter(None, map(name_problem, key.split("/"))), None)
-        if problem is None:
+        if problem is None and deleted:
+            index.pop(key, None)
+        elif problem is None:
             index[key] = offset
         else:  # damage, or a key no storage can address: the other records stay readable
             warnings.warn(

@@ -1,11 +1,11 @@
 """PickleStorage: the key-value store of the pickle format."""
 
+import os
 from collections.abc import KeysView
-from pathlib import Path
 from typing import IO, Any
 
 from corelay._typecheck import typechecked
-from corelay.io._base import FileStorage
+from corelay.io._base import FileStorage, Mode
 from corelay.io._keys import Key
 from corelay.io._pickle import records
 from corelay.io.errors import NoDataSource
@@ -53,7 +53,7 @@ class PickleStorage(FileStorage):
     _any_text = True
 
     def __init__(
-        self, path: str | Path, mode: str = "r", data_key: str | None = None, **kwargs: Any
+        self, path: str | os.PathLike[str], mode: Mode = "r", data_key: str | None = None
     ) -> None:
         """Opens the file and indexes its records.
 
@@ -63,7 +63,6 @@ class PickleStorage(FileStorage):
                 one; ``'a'`` reads the existing records and appends new ones, creating the file if
                 it does not exist (a torn last record is cut off first).
             data_key: The key to address; may be given later with :meth:`at` or ``[]``.
-            **kwargs: Other parameters of the storage.
 
         Raises:
             ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'a'``, or ``data_key`` is invalid.
@@ -71,7 +70,7 @@ class PickleStorage(FileStorage):
             FileNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
             pickle.UnpicklingError: The file is not a file of records.
         """
-        super().__init__(path, mode, data_key, **kwargs)
+        super().__init__(path, mode, data_key)
         self.data = {}
         self._records = records.RecordFile(self.path, self.mode)
         self.io = self._records.file
@@ -94,6 +93,10 @@ class PickleStorage(FileStorage):
 
     def _has_key(self, key: Key) -> bool:
         return key.text in self._records.index
+
+    def _delete_key(self, key: Key) -> None:
+        self.data.pop(key.text, None)
+        self._records.delete(key.text)
 
     def keys(self) -> KeysView[str]:
         """Lists every key of the file, in the order of their first records.
