@@ -4,7 +4,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import h5py
 import numpy as np
@@ -25,20 +25,9 @@ from corelay.io.hashing import ext_hash
 from corelay.io.journal import open_journaled
 from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, NoDataTarget
 from corelay.io.tree import validate
-from tests.cases import TREE_CASES, assert_same_tree
+from tests.cases import assert_same_tree
 
 META: dict[str, Any] = {"function": "tests.step", "params": {"k": 3, "eps": np.float32(1e-3)}}
-
-
-def _is_hashed_output(tree: object) -> bool:
-    if isinstance(tree, np.ndarray):
-        return True
-    items = cast("tuple[object, ...]", tree)
-    return type(tree) is tuple and all(_is_hashed_output(item) for item in items)
-
-
-OUTPUT_CASES = [(case_id, tree) for case_id, tree in TREE_CASES if _is_hashed_output(tree)]
-OTHER_CASES = [(case_id, tree) for case_id, tree in TREE_CASES if not _is_hashed_output(tree)]
 
 
 @pytest.fixture
@@ -85,68 +74,6 @@ def _snapshot(group: h5py.Group) -> list[tuple[str, list[tuple[str, Any]]]]:
     members: list[tuple[str, list[tuple[str, Any]]]] = [("", sorted(group.attrs.items()))]
     group.visititems(lambda name, obj: members.append((name, sorted(obj.attrs.items()))))
     return members
-
-
-def test_the_cases_cover_arrays_and_tuples() -> None:
-    ids = {case_id for case_id, _ in OUTPUT_CASES}
-    assert {"float64-2d", "empty-tuple", "tuple-of-arrays", "long-tuple", "unicode-2d"} <= ids
-    assert {"dict-order", "list-mixed", "np-float64", "none", "str"} <= {i for i, _ in OTHER_CASES}
-
-
-@pytest.mark.parametrize("tree", [t for _, t in OUTPUT_CASES], ids=[i for i, _ in OUTPUT_CASES])
-def test_round_trip(path: Path, tree: Any) -> None:
-    data_in = np.arange(5)
-    with h5py.File(path, "w") as file:
-        store = HashedHDF5(file.create_group("cache"))
-        store.write(tree, data_in, META)
-        assert_same_tree(store.read(data_in, META), tree)
-    with h5py.File(path, "r") as file:
-        assert_same_tree(HashedHDF5(_cache(file)).read(data_in, META), tree)
-
-
-def test_all_outputs_in_one_group(path: Path) -> None:
-    with h5py.File(path, "w") as file:
-        store = HashedHDF5(file.create_group("cache"))
-        for case_id, tree in OUTPUT_CASES:
-            store.write(tree, case_id, {"case": case_id})
-    with h5py.File(path, "r") as file:
-        store = HashedHDF5(_cache(file))
-        for case_id, tree in OUTPUT_CASES:
-            assert_same_tree(store.read(case_id, {"case": case_id}), tree, case_id)
-
-
-def test_nested_tuples_keep_order_and_depth(store: HashedHDF5) -> None:
-    tree = (np.zeros(1), ((np.ones(2),), ()), tuple(np.full(1, i) for i in range(12)))
-    store.write(tree, "in", None)
-    assert_same_tree(store.read("in", None), tree)
-
-
-@pytest.mark.parametrize("tree", [t for _, t in OTHER_CASES], ids=[i for i, _ in OTHER_CASES])
-def test_any_stored_tree_round_trips(path: Path, tree: Any) -> None:
-    # Dicts, lists, scalars, None and strings too: a superset of corelay 1.0.0's arrays.
-    with h5py.File(path, "w") as file:
-        store = HashedHDF5(file.create_group("cache"))
-        store.write(tree, "in", META)
-        assert_same_tree(store.read("in", META), tree)
-    with h5py.File(path, "r") as file:
-        assert_same_tree(HashedHDF5(_cache(file)).read("in", META), tree)
-
-
-@pytest.mark.parametrize(
-    ("data_out", "message"),
-    [
-        ((np.arange(2), {1}), r"^data_out\[1\]: unsupported type set"),
-        ((np.arange(2), (np.ones(1), object())), r"^data_out\[1\]\[1\]: unsupported type object"),
-        (((np.array([object()]),),), r"^data_out\[0\]\[0\]: unsupported object dtype"),
-        (np.zeros(2, dtype="f4,i4"), r"^data_out: unsupported structured dtype"),
-        (np.ma.masked_array([1, 2]), r"^data_out: unsupported type MaskedArray"),
-        ({"a": {1: 2}}, r"^data_out\['a'\]: dict key 1 is int"),
-    ],
-)
-def test_bad_outputs_name_the_path(store: HashedHDF5, data_out: Any, message: str) -> None:
-    with pytest.raises(TypeError, match=message):
-        store.write(data_out, "in", META)
-    assert list(store.base) == []  # not even the metadata group
 
 
 @pytest.mark.parametrize(
@@ -253,15 +180,6 @@ def test_rewrite_replaces_the_entry(store: HashedHDF5) -> None:
     name = store.entry_name("in", META)
     assert sorted(store.base) == sorted([name[:2], _hashed.META_GROUP])
     assert list(_group(store.base, name[:2])) == [name]
-
-
-def test_rejected_rewrite_keeps_the_old_entry(store: HashedHDF5) -> None:
-    store.write(np.arange(3), "in", META)
-    before = _snapshot(store.base)
-    with pytest.raises(TypeError):
-        store.write(cast(Any, (np.arange(3), {"text"})), "in", META)
-    assert _snapshot(store.base) == before
-    assert_same_tree(store.read("in", META), np.arange(3))
 
 
 def test_absent_entry_is_no_data_source_naming_the_hash(store: HashedHDF5) -> None:
