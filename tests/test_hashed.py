@@ -23,7 +23,7 @@ from corelay.io.describe import (
 )
 from corelay.io.hashing import ext_hash
 from corelay.io.journal import open_journaled
-from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, NoDataTarget
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource
 from corelay.io.tree import validate
 from tests.cases import assert_same_tree
 
@@ -74,31 +74,6 @@ def _snapshot(group: h5py.Group) -> list[tuple[str, list[tuple[str, Any]]]]:
     members: list[tuple[str, list[tuple[str, Any]]]] = [("", sorted(group.attrs.items()))]
     group.visititems(lambda name, obj: members.append((name, sorted(obj.attrs.items()))))
     return members
-
-
-@pytest.mark.parametrize(
-    ("meta", "error", "message"),
-    [
-        ({"fn": print}, TypeError, r"^meta\['fn'\]: unsupported type builtin_function"),
-        ({"s": {1, 2}}, TypeError, r"^meta\['s'\]: unsupported type set"),
-        ({1: "int key"}, TypeError, r"^meta: dict key 1 is int"),
-        ({"a/b": 1}, ValueError, r"^meta: invalid dict key"),
-    ],
-)
-def test_unstorable_meta_is_rejected_before_writing(
-    store: HashedHDF5, meta: Any, error: type[Exception], message: str
-) -> None:
-    with pytest.raises(error, match=message):
-        store.write(np.arange(2), "in", meta)
-    assert list(store.base) == []
-
-
-def test_unhashable_input_is_rejected_before_writing(store: HashedHDF5) -> None:
-    with pytest.raises(TypeError, match=r"unsupported type generator"):
-        store.write(np.arange(2), (1, (x for x in "ab")), None)
-    with pytest.raises(TypeError, match=r"unsupported type generator"):
-        store.read((1, (x for x in "ab")), None)
-    assert list(store.base) == []
 
 
 def _flip_last_bit(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -419,16 +394,6 @@ def test_inspect_describes_each_entry_with_its_metadata(path: Path) -> None:
             "the library cannot hold structured data",
         )
     ]
-
-
-def test_read_only_file_reads_and_refuses_writes(path: Path) -> None:
-    with h5py.File(path, "w") as file:
-        HashedHDF5(file.create_group("cache")).write(np.arange(3), "in", None)
-    with h5py.File(path, "r") as file:
-        store = HashedHDF5(_cache(file))
-        assert_same_tree(store.read("in", None), np.arange(3))
-        with pytest.raises(NoDataTarget, match="read-only"):
-            store.write(np.arange(3), "other", None)
 
 
 def test_closed_file_is_value_error(path: Path) -> None:
