@@ -249,15 +249,34 @@ class DataStorageBase(ABC, Plugboard):
         self.close()
 
     def __getitem__(self, key: str) -> Any:
-        """Reads the data stored at ``key``, whatever key this storage is set to."""
+        """Reads the data stored at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at ``key``.
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
         return self.at(data_key=key).read()
 
     def __setitem__(self, key: str, value: TreeInput) -> None:
-        """Stores ``value`` at ``key``, whatever key this storage is set to."""
+        """Stores ``value`` at ``key``, whatever key this storage is set to.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: ``key`` is not a str, or a node of ``value`` cannot be stored (the
+                message names its path).
+            ValueError: The storage is closed, ``key`` or a dict key is invalid, or a group on
+                the key's path is a dataset.
+        """
         self.at(data_key=key).write(value)
 
     def __contains__(self, key: str) -> bool:
-        """Tells whether data is stored at ``key``."""
+        """Tells whether data is stored at ``key``.
+
+        Raises:
+            TypeError: ``key`` is not a str.
+            ValueError: The storage is closed, or ``key`` is invalid.
+        """
         return self.at(data_key=key).exists()
 
     def __delitem__(self, key: str) -> None:
@@ -536,34 +555,12 @@ class FileStorage(DataStorageBase):
 
     # Faster than the base class's view made with at(), and the same.
     def __getitem__(self, key: str) -> Any:
-        """Reads the data stored at ``key``, whatever key this storage is set to.
-
-        Raises:
-            NoDataSource: Nothing, or an incomplete entry, is stored at ``key``.
-            TypeError: ``key`` is not a str.
-            ValueError: The storage is closed, or ``key`` is invalid.
-        """
         return self._read_key(self._checked(key))
 
     def __setitem__(self, key: str, value: TreeInput) -> None:
-        """Stores ``value`` at ``key``, whatever key this storage is set to.
-
-        Raises:
-            NoDataTarget: The storage was opened read-only.
-            TypeError: ``key`` is not a str, or a node of ``value`` cannot be stored (the
-                message names its path).
-            ValueError: The storage is closed, ``key`` or a dict key is invalid, or a group on
-                the key's path is a dataset.
-        """
         self._write_checked(key, value)
 
     def __contains__(self, key: str) -> bool:
-        """Tells whether data is stored at ``key``.
-
-        Raises:
-            TypeError: ``key`` is not a str.
-            ValueError: The storage is closed, or ``key`` is invalid.
-        """
         return self._has_key(self._checked(key))
 
     def __delitem__(self, key: str) -> None:

@@ -448,41 +448,28 @@ def _feed_sequence(h: xxhash.xxh3_128, tag: bytes, seq: _Seq, active: set[int]) 
     h.update(tag)
     h.update(U64.pack(len(seq)))
     for index, item in enumerate(seq):
-        try:
-            _feed(h, item, active)
-        except UnsupportedError as exc:
-            exc.trail.append(f"[{index}]")
-            raise
+        _feed_child(h, item, active, f"[{index}]")
+
+
+def _digest(value: object, active: set[int], step: str) -> xxhash.xxh3_128:
+    """A fresh hash fed ``value``'s record, as :func:`_feed_child` feeds it."""
+    digest = xxhash.xxh3_128()
+    _feed_child(digest, value, active, step)
+    return digest
 
 
 def _feed_dict(h: xxhash.xxh3_128, mapping: dict[object, object], active: set[int]) -> None:
     """Feed a dict record; each entry is hashed separately so insertion order is ignored."""
     digests: list[bytes] = []
     for key, value in mapping.items():
-        entry = xxhash.xxh3_128()  # key record then value record: one digest per entry
-        try:
-            _feed(entry, key, active)
-        except UnsupportedError as exc:
-            exc.trail.append(f"<key {short_repr(key)}>")
-            raise
-        try:
-            _feed(entry, value, active)
-        except UnsupportedError as exc:
-            exc.trail.append(f"[{short_repr(key)}]")
-            raise
+        # Key record then value record: one digest per entry.
+        entry = _digest(key, active, f"<key {short_repr(key)}>")
+        _feed_child(entry, value, active, f"[{short_repr(key)}]")
         digests.append(entry.digest())
     feed_digests(h, T_DICT, digests)
 
 
 def _feed_set(h: xxhash.xxh3_128, tag: bytes, members: _Set, active: set[int]) -> None:
     """Feed a set or frozenset record from the sorted digests of its members."""
-    digests: list[bytes] = []
-    for item in members:
-        member = xxhash.xxh3_128()
-        try:
-            _feed(member, item, active)
-        except UnsupportedError as exc:
-            exc.trail.append(f"{{{short_repr(item)}}}")
-            raise
-        digests.append(member.digest())
+    digests = [_digest(item, active, f"{{{short_repr(item)}}}").digest() for item in members]
     feed_digests(h, tag, digests)
