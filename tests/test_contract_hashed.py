@@ -6,7 +6,7 @@ from pathlib import Path
 
 import h5py
 
-from corelay.io.storage import HashedHDF5
+from corelay.io.storage import HashedHDF5, Mode
 from corelay.io.testing import HashedCache, HashedCacheTests
 
 
@@ -14,7 +14,7 @@ class TestHashedHDF5(HashedCacheTests):
     suffix = ".h5"
 
     @contextmanager
-    def open(self, path: Path, mode: str) -> Generator[HashedCache]:
+    def open(self, path: Path, mode: Mode) -> Generator[HashedCache]:
         with h5py.File(path, mode) as file:
             group = file["cache"] if mode == "r" else file.require_group("cache")
             assert isinstance(group, h5py.Group)

@@ -258,7 +258,7 @@ class HashedCacheTests:
     suffix: ClassVar[str] = ""
     """The suffix of the store paths the tests make."""
 
-    def open(self, path: Path, mode: str) -> AbstractContextManager[HashedCache]:
+    def open(self, path: Path, mode: Mode) -> AbstractContextManager[HashedCache]:
         """Opens a cache on ``path`` in ``mode`` (``'w'``, ``'a'`` or ``'r'``), closed on exit.
 
         The hook a backend implements. ``'w'`` starts an empty store, ``'a'`` keeps the
