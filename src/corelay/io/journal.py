@@ -5,7 +5,9 @@ leaves a file whose metadata is half old, half new, and often unreadable. Here h
 through :class:`JournaledFile`, which
 
 * writes what lands past the last committed end of the file (new data, new metadata) directly:
-  nothing committed refers to it yet;
+  nothing committed refers to it yet; and so, directly, what lands in space that the committed
+  state has freed (told by :meth:`JournaledFile.set_unreferenced` after each commit), so that a
+  replaced array is written once, never copied into the journal;
 * holds back overwrites of the committed part, and at each flush first writes them to a sidecar
   journal (``<file>.journal``) that ends with a checksum, then applies them, then invalidates the
   journal.
@@ -245,6 +247,9 @@ class JournaledFile(io.RawIOBase):
             raise
         self._journal_fd: int | None = None
         self._discarding = False
+        # Byte ranges (start, end) of the committed part that the committed state does not
+        # refer to (space HDF5 freed before the last commit), sorted: written directly.
+        self._unreferenced: list[tuple[int, int]] = []
         self._reset()
 
     def _release(self) -> None:
@@ -253,6 +258,7 @@ class JournaledFile(io.RawIOBase):
 
     def _reset(self) -> None:
         self._position = 0
+        self._unreferenced = []
         # Operations on committed bytes, held back until the next flush; after a truncation
         # into committed bytes, every operation, so that their order is kept.
         self._pending: list[Operation] = []
@@ -336,9 +342,28 @@ class JournaledFile(io.RawIOBase):
         self._discarding = True
         self._pending = []
 
+    def set_unreferenced(self, ranges: list[tuple[int, int]]) -> None:
+        """Records byte ranges that the committed state does not refer to, until the next flush.
+
+        Writes into them go to the file directly, not through the journal: a kill before the
+        next commit leaves bytes there that nothing reads. Only the owner of the file format can
+        know them (HDF5's free space, asked right after a flush, before anything else changes).
+
+        Args:
+            ranges: ``(offset, length)`` pairs.
+        """
+        if self._pending or self._shrunk:  # not the committed state any more
+            return
+        self._unreferenced = sorted(
+            (offset, min(offset + length, self._committed))
+            for offset, length in ranges
+            if length > 0 and offset < self._committed
+        )
+
     def restore(self) -> None:
         """Returns to the last committed state after :meth:`discard`, ready to be reopened."""
         self._discarding = False
+        self._unreferenced = []
         self._position = 0
         self._pending = []
         self._shrunk = False
@@ -411,13 +436,35 @@ class JournaledFile(io.RawIOBase):
             self._position += total
             return total
         split = total if self._shrunk else min(max(self._committed - start, 0), total)
-        if split:  # overwrites committed bytes: held back until the flush
+        if split and self._unreferenced and not self._shrunk:
+            self._write_committed(view[:split], start)
+        elif split:  # overwrites committed bytes: held back until the flush
             self._pending.append((start, bytes(view[:split])))
         if split < total:  # past the committed end nothing refers to these bytes yet
             self._write_at(view[split:], start + split)
         self._position += total
         self._length = max(self._length, start + total)
         return total
+
+    def _write_committed(self, view: memoryview, start: int) -> None:
+        # Parts in unreferenced ranges go to the file now, the rest waits for the flush.
+        end = start + len(view)
+        position = start
+        for low, high in self._unreferenced:
+            if high <= position:
+                continue
+            if low >= end:
+                break
+            if low > position:
+                self._pending.append((position, bytes(view[position - start : low - start])))
+                position = low
+            stop = min(high, end)
+            self._write_at(view[position - start : stop - start], position)
+            position = stop
+            if position >= end:
+                return
+        if position < end:
+            self._pending.append((position, bytes(view[position - start :])))
 
     def truncate(self, size: int | None = None) -> int:  # noqa: D102
         size = self._position if size is None else size
@@ -446,6 +493,7 @@ class JournaledFile(io.RawIOBase):
             self._pending.clear()
             self._shrunk = False
         self._committed = self._length
+        self._unreferenced = []  # the new committed state may refer to them
 
     def close(self) -> None:
         """Commits pending writes and closes the file; the spent journal is removed."""

@@ -4,7 +4,9 @@ The byte-level journal is :mod:`corelay.io.journal`; here h5py is opened on top 
 """
 
 import contextlib
+import ctypes
 import errno
+import glob
 import os
 import secrets
 import signal
@@ -14,10 +16,11 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 from h5py import h5f
+from h5py._objects import phil
 
 from corelay.io._lock import FileLock, acquire, held_here, open_regular
 from corelay.io.journal import (
@@ -220,6 +223,17 @@ class _ClosingFile(h5py.File):
             elif companion is not None:
                 companion.release()
 
+    def flush(self) -> None:
+        """Commits every change (atomically when journaled), as ``h5py.File.flush``.
+
+        Then tells the journal which space the committed state has freed, so that the next
+        write puts arrays there directly instead of copying them into the journal.
+        """
+        super().flush()
+        raw = self.companion
+        if isinstance(raw, JournaledFile) and raw.writable():
+            raw.set_unreferenced(free_sections(self))
+
     def roll_back(self) -> bool:
         """Returns the file to its last committed state, dropping HDF5's cached changes.
 
@@ -238,6 +252,61 @@ class _ClosingFile(h5py.File):
         raw.restore()
         _configure(self, raw, "r+")
         return True
+
+
+class _SectionInfo(ctypes.Structure):
+    _fields_ = (("addr", ctypes.c_uint64), ("size", ctypes.c_uint64))
+
+
+def _load_free_sections() -> "Any | None":
+    # h5py exposes no H5Fget_free_sections; it is called in the HDF5 library h5py loaded (the
+    # same handle: dlopen of a loaded library returns it). Without it, replacements are still
+    # correct, only journaled whole.
+    here = os.path.dirname(os.path.dirname(h5py.__file__))
+    candidates = sorted(glob.glob(os.path.join(here, "h5py.libs", "libhdf5-*.so*")))
+    if not candidates:
+        with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+            candidates = sorted(
+                {line.split()[-1] for line in maps if "/libhdf5.so" in line or "/libhdf5-" in line}
+            )
+    for candidate in candidates:
+        try:
+            function = ctypes.CDLL(candidate).H5Fget_free_sections
+        except (OSError, AttributeError):
+            continue
+        function.restype = ctypes.c_ssize_t
+        function.argtypes = (
+            ctypes.c_int64,
+            ctypes.c_int,
+            ctypes.c_size_t,
+            ctypes.POINTER(_SectionInfo),
+        )
+        return function
+    return None
+
+
+_FREE_SECTIONS = _load_free_sections()
+_MEM_DEFAULT = 0  # H5F_MEM_DEFAULT: the sections of every kind of data
+
+
+def free_sections(file: h5py.File) -> list[tuple[int, int]]:
+    """The free space HDF5 tracks in ``file``, as ``(offset, length)`` pairs in the file.
+
+    Right after a flush, space the file's committed state does not refer to. Empty when the
+    HDF5 library offers no way to ask.
+    """
+    function = _FREE_SECTIONS
+    if function is None:
+        return []
+    with phil:
+        file_id = file.id.id
+        count = function(file_id, _MEM_DEFAULT, 0, None)
+        if count <= 0:
+            return []
+        sections = (_SectionInfo * count)()
+        count = function(file_id, _MEM_DEFAULT, count, sections)
+    base = file.userblock_size  # HDF5 addresses start after the user block
+    return [(section.addr + base, section.size) for section in sections[: max(count, 0)]]
 
 
 def _configure(file: h5py.File, raw: JournaledFile, mode: str) -> None:
