@@ -3,9 +3,14 @@ from collections.abc import Sequence
 
 class SpaceID:
     def get_simple_extent_type(self) -> int: ...
+    def get_simple_extent_dims(self, maxdims: bool = False) -> tuple[int, ...]: ...
+    def select_hyperslab(
+        self, start: tuple[int, ...], count: tuple[int, ...], stride: tuple[int, ...] | None = None
+    ) -> None: ...
 
 ALL: SpaceID
 SCALAR: int
+UNLIMITED: int
 SIMPLE: int
 NULL: int
 

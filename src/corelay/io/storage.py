@@ -11,12 +11,14 @@ from corelay.io._hdf5 import UnreadableNodeError
 from corelay.io._hdf5.storage import HDF5Storage
 from corelay.io._pickle.storage import PickleStorage
 from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.lazy import LazyArray
 from corelay.io.tree import RecursiveHashTuple, RecursiveNumPyArrayTuple, StringInfo, TreeInput
 
 __all__ = [
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",
+    "LazyArray",
     "Mode",
     "NoDataSource",
     "NoDataTarget",

@@ -2,6 +2,7 @@
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +128,16 @@ class ReadLimits:
     """
 
 
+#: Makes the stand-in of a numeric dataset of one or more dimensions read lazily, given the
+#: dataset and its path.
+LazyLeaf = Callable[[h5d.DatasetID, str], Any]
+
+
 def read_node(
     obj: h5py.Group | h5py.Dataset | ObjectID,
     limits: ReadLimits | None = None,
     path: str | None = None,
+    lazy: LazyLeaf | None = None,
 ) -> Any:
     """Reads the tree stored at ``obj``.
 
@@ -139,6 +146,9 @@ def read_node(
         limits: What the read may allocate and follow; defaults to :class:`ReadLimits`'s
             defaults.
         path: How to name ``obj`` in errors; defaults to its name in the file.
+        lazy: If given, numeric arrays of one or more dimensions are not read: each is
+            replaced by what ``lazy`` makes of its dataset (and it is not counted against
+            ``limits.max_bytes``).
 
     Raises:
         KeyError: A recorded tuple or list misses an item.
@@ -146,14 +156,15 @@ def read_node(
     """
     oid = obj if isinstance(obj, ObjectID) else obj.id
     where = path if path is not None else as_text(h5i.get_name(oid))
-    return _Reader(limits if limits is not None else ReadLimits()).node(oid, where, 0)
+    return _Reader(limits if limits is not None else ReadLimits(), lazy).node(oid, where, 0)
 
 
 class _Reader:
     """One read: the groups reached so far and the bytes declared so far."""
 
-    def __init__(self, limits: ReadLimits) -> None:
+    def __init__(self, limits: ReadLimits, lazy: LazyLeaf | None = None) -> None:
         self.limits = limits
+        self.lazy = lazy
         self.groups: set[ObjectID] = set()
         self.unbacked = 0
 
@@ -165,6 +176,9 @@ class _Reader:
             raise UnreadableNodeError(f"{path}: a named datatype, not data")
         if kind is not None and kind not in _LEAF_KINDS:
             raise UnreadableNodeError(f"{path}: unknown {KIND_ATTR} {kind!r} on a dataset")
+        if self.lazy is not None and kind in (None, "ndarray") and _lazy_array(oid):
+            self.check_dataset(oid, path, counted=False)
+            return self.lazy(oid, path)
         shape = self.check_dataset(oid, path)
         try:
             return _read_leaf(oid, kind, shape)
@@ -248,8 +262,12 @@ class _Reader:
             raise KeyError(f"no item {name!r} in {prefix.rstrip('/') or '/'!r}")
         return open_member(oid, key, prefix + name, self.limits.external)
 
-    def check_dataset(self, dataset: h5d.DatasetID, where: str | None) -> tuple[int, ...] | None:
+    def check_dataset(
+        self, dataset: h5d.DatasetID, where: str | None, counted: bool = True
+    ) -> tuple[int, ...] | None:
         """Refuses a dataset in other files, or one that declares more data than allowed.
+
+        Without ``counted``, the dataset's data is not counted against the limit (it is not read).
 
         Returns:
             The dataset's shape.
@@ -278,6 +296,8 @@ class _Reader:
                 raise UnreadableNodeError(
                     f"{path}: claims {stored} bytes in a file of {file_size} bytes"
                 )
+        if not counted:
+            return shape
         self.unbacked += max(0, declared - stored)
         if self.unbacked > self.limits.max_bytes:
             raise UnreadableNodeError(
@@ -286,6 +306,12 @@ class _Reader:
                 "bytes beyond what the file holds (raise max_read_bytes to read it)"
             )
         return shape
+
+
+def _lazy_array(dataset: h5d.DatasetID) -> bool:
+    # A numeric array of one or more dimensions: the leaves read lazily.
+    shape = dataset.shape
+    return bool(shape) and _numeric_dtype(dataset) is not None
 
 
 def _read_leaf(dataset: h5d.DatasetID, kind: str | None, shape: tuple[int, ...] | None) -> Any:

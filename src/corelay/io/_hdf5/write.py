@@ -1,12 +1,13 @@
 """Writing a validated tree as HDF5 groups and datasets, and replacing one atomically."""
 
 import contextlib
+import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
-from h5py import h5a, h5d, h5g, h5p, h5s, h5t
+from h5py import h5a, h5d, h5g, h5p, h5s, h5t, h5z
 from h5py._objects import ObjectID
 
 from corelay.io._hdf5.layout import (
@@ -118,11 +119,91 @@ def set_str_attr(oid: ObjectID, name: str, value: str) -> None:
     attr.write(np.array(value, dtype=STR_DTYPE), mtype=STR_MEMORY_TYPE)
 
 
-def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID:
+#: The compressions an array may be written with (``None``: stored as it is).
+Compression = Literal["gzip", "lzf", "zstd"] | None
+COMPRESSIONS: tuple[str, ...] = get_args(get_args(Compression)[0])
+
+#: The bytes a chunk of a chunked dataset holds, about: the size HDF5's chunk cache holds one
+#: of by default, and small enough that a slice of a few rows reads little more than it needs.
+CHUNK_BYTES = 1 << 20
+
+_GZIP_LEVEL = 4  # h5py's default level
+
+
+def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Chunks of about :data:`CHUNK_BYTES` for an array of ``shape``, along the leading axis.
+
+    A chunk holds as many whole rows (items along axis 0) as fit; a row larger than a chunk is
+    split along the next axis in the same way, and so on.
+    """
+    chunks = [max(length, 1) for length in shape]
+    for axis in range(len(chunks)):
+        rest = math.prod(chunks[axis + 1 :]) * itemsize  # one step along this axis
+        if rest * chunks[axis] <= CHUNK_BYTES:
+            break
+        chunks[axis] = max(1, CHUNK_BYTES // rest)
+        if rest <= CHUNK_BYTES:
+            break
+    return tuple(chunks)
+
+
+def _zstd_filter() -> tuple[int, tuple[int, ...]]:
+    try:
+        import hdf5plugin  # an optional dependency
+    except ImportError:
+        raise ImportError(
+            "compression='zstd' needs the hdf5plugin package: install the 'zstd' extra "
+            "(pip install 'corelay-io-storage[zstd]')"
+        ) from None
+    zstd = hdf5plugin.Zstd()
+    return int(zstd.filter_id), tuple(int(option) for option in zstd.filter_options)
+
+
+def check_compression(compression: object) -> None:
+    """Refuses a compression that is not one of :data:`Compression`.
+
+    Raises:
+        ValueError: An unknown compression.
+        ImportError: ``'zstd'`` without hdf5plugin installed (the ``zstd`` extra).
+    """
+    if compression is not None and compression not in COMPRESSIONS:
+        raise ValueError(
+            f"unknown compression {compression!r}; expected None, "
+            + ", ".join(repr(name) for name in COMPRESSIONS)
+        )
+    if compression == "zstd":
+        _zstd_filter()
+
+
+def chunked_plist(
+    shape: tuple[int, ...], itemsize: int, compression: Compression, resizable: bool
+) -> h5p.PropID:
+    """The creation properties of a chunked dataset, compressed with ``compression``."""
+    plist = h5p.create(h5p.DATASET_CREATE)
+    plist.set_obj_track_times(False)
+    plist.set_chunk(chunk_shape(shape, itemsize))
+    if resizable:
+        # A dataset made to grow is written chunk by chunk as it grows.
+        plist.set_alloc_time(h5d.ALLOC_TIME_INCR)
+    if compression == "gzip":
+        plist.set_deflate(_GZIP_LEVEL)
+    elif compression == "lzf":
+        plist.set_filter(h5z.FILTER_LZF, h5z.FLAG_OPTIONAL)
+    elif compression == "zstd":
+        filter_id, options = _zstd_filter()
+        plist.set_filter(filter_id, h5z.FLAG_OPTIONAL, options)
+    return plist
+
+
+def create_dataset(
+    group: h5g.GroupID, name: bytes, value: Any, compression: Compression = None
+) -> h5d.DatasetID:
     """As ``group.create_dataset(name, data=value)``, for anything but unicode.
 
     A str must come as a 0-d array of ``h5py.string_dtype()``. A small numeric array is stored
-    compact, inside the dataset's header: one read less for each read of it.
+    compact, inside the dataset's header: one read less for each read of it. A larger numeric
+    array of one or more dimensions is chunked and compressed with ``compression`` (contiguous
+    when it is ``None``).
     """
     array = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     dtype = array.dtype
@@ -134,9 +215,28 @@ def create_dataset(group: h5g.GroupID, name: bytes, value: Any) -> h5d.DatasetID
             FILE_TYPES[dtype] = file_type
     compact = numeric and 0 < array.nbytes <= _COMPACT_BYTES
     space = h5s.create_simple(array.shape)
-    dataset = h5d.create(group, name, file_type, space, dcpl=_COMPACT if compact else _CONTIGUOUS)
+    if compact:
+        plist = _COMPACT
+    elif compression is not None and numeric and array.ndim > 0 and array.size > 0:
+        plist = chunked_plist(array.shape, dtype.itemsize, compression, resizable=False)
+    else:
+        plist = _CONTIGUOUS
+    dataset = h5d.create(group, name, file_type, space, dcpl=plist)
     if array.size:
         dataset.write(h5s.ALL, h5s.ALL, array, memory_type(dtype) if numeric else None)
+    return dataset
+
+
+def create_resizable(
+    group: h5g.GroupID, name: bytes, batch: np.ndarray[Any, Any], compression: Compression
+) -> h5d.DatasetID:
+    """Creates a dataset that grows along axis 0, chunked, and holding ``batch``."""
+    dtype = batch.dtype
+    space = h5s.create_simple(batch.shape, (h5s.UNLIMITED, *batch.shape[1:]))
+    plist = chunked_plist(batch.shape, dtype.itemsize, compression, resizable=True)
+    dataset = h5d.create(group, name, h5t.py_create(dtype, logical=True), space, dcpl=plist)
+    if batch.size:
+        dataset.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(batch), memory_type(dtype))
     return dataset
 
 
@@ -150,25 +250,30 @@ _COMPACT.set_obj_track_times(False)
 _COMPACT.set_layout(h5d.COMPACT)
 
 
-def write_node(parent: h5py.Group, name: str, value: Any, node: Node) -> None:
-    """Writes the validated ``value``, described by ``node``, as ``parent[name]``."""
+def write_node(
+    parent: h5py.Group, name: str, value: Any, node: Node, compression: Compression = None
+) -> None:
+    """Writes the validated ``value``, described by ``node``, as ``parent[name]``.
+
+    Numeric arrays larger than a few kilobytes are compressed with ``compression``.
+    """
     kind = node.kind
     created: ObjectID
     if kind == "dict":
         group = create_group(parent, name, track_order=True)
         for key, item in value.items():
-            write_node(group, key, item, node.children[key])  # type: ignore[union-attr]
+            write_node(group, key, item, node.children[key], compression)  # type: ignore[union-attr]
         created = group.id
     elif kind in ("tuple", "list"):
         group = create_group(parent, name)
         for index, (item, item_node) in enumerate(zip(value, node.items, strict=True)):  # type: ignore[union-attr]
-            write_node(group, str(index), item, item_node)
+            write_node(group, str(index), item, item_node, compression)
         created = group.id
     elif kind in ("ndarray", "generic"):
         if value.dtype.kind == "U":
             created = _write_unicode(parent, name, value).id
         else:
-            created = create_dataset(parent.id, name.encode(), value)
+            created = create_dataset(parent.id, name.encode(), value, compression)
             if kind == "ndarray" and is_plain_array(value):
                 return
     elif kind == "str":

@@ -1,0 +1,66 @@
+"""HDF5 datasets as sources of :class:`~corelay.io.lazy.LazyArray`."""
+
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5d, h5p
+
+#: The filters the storages write, by HDF5 filter id.
+_FILTER_NAMES = {1: "gzip", 32000: "lzf", 32015: "zstd"}
+_SHUFFLE = 2  # a byte reordering before compression, not a compression itself
+_FLETCHER32 = 3
+
+
+def compression_of(plist: h5p.PropID) -> str | None:
+    """The compression of a dataset with creation properties ``plist``, or ``None``.
+
+    A filter the storages do not write is named by its HDF5 id, as ``'filter 307'``.
+    """
+    if plist.get_layout() != h5d.CHUNKED:
+        return None
+    names = []
+    for index in range(plist.get_nfilters()):
+        code = plist.get_filter(index)[0]
+        if code not in (_SHUFFLE, _FLETCHER32):
+            names.append(_FILTER_NAMES.get(code, f"filter {code}"))
+    return "+".join(names) or None
+
+
+def chunks_of(plist: h5p.PropID) -> tuple[int, ...] | None:
+    """The chunk shape of a dataset with creation properties ``plist``, or ``None``."""
+    if plist.get_layout() != h5d.CHUNKED:
+        return None
+    return tuple(int(length) for length in plist.get_chunk())
+
+
+class DatasetSource:
+    """A numeric HDF5 dataset of one or more dimensions, read by slices.
+
+    Args:
+        dataset: The dataset.
+        where: How errors name it.
+        alive: Tells whether the storage that opened it is open.
+    """
+
+    def __init__(self, dataset: h5d.DatasetID, where: str, alive: Callable[[], bool]) -> None:
+        self._dataset = h5py.Dataset(dataset)
+        self._alive = alive
+        shape = dataset.shape
+        assert shape is not None  # only datasets with a shape are read lazily
+        self.shape: tuple[int, ...] = shape
+        self.dtype: np.dtype[Any] = dataset.dtype
+        plist = dataset.get_create_plist()
+        self.chunks = chunks_of(plist)
+        self.compression = compression_of(plist)
+        self.where = where
+
+    def alive(self) -> bool:
+        """Tells whether the storage and the dataset are open."""
+        return self._alive() and bool(self._dataset.id.valid)
+
+    def read(self, selection: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+        """Reads the block ``selection`` selects; only the chunks it touches are read."""
+        block: np.ndarray[Any, Any] = self._dataset[selection]
+        return block
