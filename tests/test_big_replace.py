@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -54,7 +55,9 @@ def test_free_sections_are_space_the_committed_file_does_not_use(tmp_path: Path)
     with HDF5Storage(tmp_path / "free.h5", "w") as storage:
         storage["a"] = np.ones(1 << 17)
         storage["b"] = np.ones(1 << 17)
-        offset = storage.io["a"].id.get_offset()
+        dataset = storage.io["a"]
+        assert isinstance(dataset, h5py.Dataset)
+        offset = dataset.id.get_offset()
         assert offset is not None
         storage["a"] = 1  # the old array's space is freed
         sections = free_sections(storage.io)

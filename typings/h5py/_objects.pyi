@@ -1,6 +1,16 @@
 # Type stubs for h5py's low-level object identifiers (only what this project uses).
 
+from typing import Any
+
 class ObjectID:
     @property
     def valid(self) -> bool: ...
+    @property
+    def id(self) -> int: ...
     def __bool__(self) -> bool: ...
+
+class _Phil:
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *args: object) -> None: ...
+
+phil: _Phil

@@ -241,7 +241,7 @@ def _basic(
                 post.append(slice(None, None, -1))
             counts.append(count)
         else:
-            if isinstance(item, bool | np.bool_) or not hasattr(item, "__index__"):
+            if isinstance(item, bool) or type(item) is np.bool_ or not hasattr(item, "__index__"):
                 raise TypeError(
                     f"LazyArray takes basic indexing only (ints, slices, ..., None), not "
                     f"{type(item).__name__}: index a slice read into memory for more"

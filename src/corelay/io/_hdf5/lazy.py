@@ -20,7 +20,7 @@ def compression_of(plist: h5p.PropID) -> str | None:
     """
     if plist.get_layout() != h5d.CHUNKED:
         return None
-    names = []
+    names: list[str] = []
     for index in range(plist.get_nfilters()):
         code = plist.get_filter(index)[0]
         if code not in (_SHUFFLE, _FLETCHER32):
