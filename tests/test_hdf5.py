@@ -110,7 +110,9 @@ def test_failed_write_keeps_old_value_and_leaves_no_trace(
     real_write_node = hdf5_write.write_node
     calls = 0
 
-    def failing_write_node(parent: h5py.Group, name: str, value: Any, node: Any) -> None:
+    def failing_write_node(
+        parent: h5py.Group, name: str, value: Any, node: Any, compression: Any = None
+    ) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:  # fail in the middle of the tree, after some members were written
