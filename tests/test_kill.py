@@ -1,9 +1,11 @@
 """A writer killed with SIGKILL at any moment leaves a readable file with every returned write.
 
-Run for every backend: the keyed storages, and HashedHDF5 in a journaled file.
-``CORELAY_KILL_TRIALS`` sets how many random kill moments ``test_random_kill_moments`` tries, and
-``CORELAY_FIRST_WRITE_TRIALS`` how many kills ``test_kill_while_creating_a_new_file`` tries
-(``CORELAY_KILL_SEED`` seeds them).
+Run for every backend: the keyed storages, HashedHDF5 in a journaled file, and HDF5 appends.
+``CORELAY_KILL_TRIALS`` sets how many random kill moments ``test_random_kill_moments`` tries,
+``CORELAY_FIRST_WRITE_TRIALS`` how many kills ``test_kill_while_creating_a_new_file`` tries, and
+``CORELAY_APPEND_KILL_TRIALS`` how many kills of an appender
+``test_a_killed_appender_keeps_every_returned_batch_whole`` tries (``CORELAY_KILL_SEED`` seeds
+them).
 """
 
 import os
@@ -21,7 +23,7 @@ import numpy as np
 import pytest
 
 from corelay.io.journal import open_journaled
-from corelay.io.storage import HashedHDF5, NoDataSource
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource
 from tests.backends import Backend
 from tests.cases import assert_same_tree
 
@@ -236,3 +238,57 @@ def _same(actual: Any, expected: Any) -> bool:
     except AssertionError:
         return False
     return True
+
+
+# ------------------------------------------------------------------ appends, batch by batch
+
+_APPENDER = """
+import sys
+from corelay.io.storage import HDF5Storage
+from tests.test_kill import batch
+
+with HDF5Storage(sys.argv[1], "a", compression=sys.argv[2] or None) as storage:
+    print(-1, flush=True)
+    for index in range(100_000):
+        storage.append("maps", batch(index))
+        print(index, flush=True)
+"""
+
+
+def batch(index: int) -> np.ndarray[Any, Any]:
+    """Batch ``index`` of the appender: rows that tell which batch wrote them; sizes vary."""
+    rows = 64 if index % 4 == 0 else 1 + index % 5
+    return np.full((rows, 3, 64), index, dtype=np.float32)
+
+
+@pytest.mark.parametrize("compression", ["", "gzip"])
+def test_a_killed_appender_keeps_every_returned_batch_whole(
+    tmp_path: Path, compression: str
+) -> None:
+    """Each kill leaves the batches whose append returned, perhaps the next one, whole."""
+    rng = random.Random(int(os.environ.get("CORELAY_KILL_SEED", "0")))
+    for trial in range(int(os.environ.get("CORELAY_APPEND_KILL_TRIALS", "4"))):
+        path = tmp_path / f"append-{trial}.h5"
+        with HDF5Storage(path, "w"):
+            pass
+        lines = _kill_writer(
+            _APPENDER, [str(path), compression], rng.randint(1, 31), rng.uniform(0, 0.02)
+        )
+        returned = max(int(line) for line in lines)
+        with HDF5Storage(path, "r") as storage:
+            if "maps" not in storage:
+                assert returned == -1
+                continue
+            maps = storage["maps"]
+        kept = 0
+        start = 0
+        while start < len(maps):
+            expected = batch(kept)
+            np.testing.assert_array_equal(maps[start : start + len(expected)], expected)
+            start += len(expected)
+            kept += 1
+        assert start == len(maps)
+        assert returned + 1 <= kept <= returned + 2
+        with HDF5Storage(path, "a") as storage:  # appending goes on after the kill
+            grown = storage.append("maps", batch(kept))
+        assert grown[0] == len(maps) + len(batch(kept))
