@@ -1,6 +1,9 @@
 """The file of records: indexed on open, one record unpickled per read, appended per write."""
 
+import contextlib
 import io
+import os
+import secrets
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +36,7 @@ class RecordFile:
 
     def __init__(self, path: Path, mode: str) -> None:
         self.path = path
+        self.mode = mode
         self.file: IO[bytes] = _lock.open_locked(path, mode)
         self.index: dict[str, int] = {}
         if mode == "w":
@@ -119,3 +123,79 @@ class RecordFile:
                 raise
             raise
         return start
+
+    def compact(self) -> int:
+        """Rewrites the file with the last record of each key only, and returns the bytes saved.
+
+        The live records are copied, in the order their keys first appeared, to a new file
+        beside this one, locked before it is written; the new file then replaces this one in
+        one rename (a kill before it leaves the old file, after it the new one). The open file
+        object is moved onto the new file, so views of the storage go on using it; readers
+        that opened the old file keep reading the old one.
+
+        Raises:
+            OSError: The new file could not be written (this file is then unchanged).
+        """
+        file = self.file
+        file.flush()
+        old_fd = file.fileno()
+        before = os.fstat(old_fd)
+        prefix = f".{self.path.name}.corelay-compact-"
+        for stale in self.path.parent.glob(prefix + "*"):  # left by a killed compaction
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        temporary = self.path.with_name(prefix + secrets.token_hex(6))
+        new_fd = _lock.open_regular(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, follow=False)
+        try:
+            kind: _lock.LockKind = "replace" if self.mode == "w" else "write"
+            new_lock = _lock.acquire(new_fd, temporary, kind, "pickle", "a PickleStorage")
+        except BaseException:
+            os.close(new_fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        try:
+            index = self._copy_live(old_fd, new_fd)
+            os.fchmod(new_fd, before.st_mode & 0o7777)
+            os.replace(temporary, self.path)
+        except BaseException:
+            os.close(new_fd)
+            new_lock.release()
+            temporary.unlink(missing_ok=True)
+            raise
+        # The file object's descriptor now names the new file; the old file's lock goes with
+        # the old descriptor.
+        raw = file.raw if isinstance(file, io.BufferedRandom) else None
+        os.dup2(new_fd, old_fd)
+        os.close(new_fd)
+        if isinstance(raw, _lock.LockedFileIO):
+            old_lock, raw.lock = raw.lock, new_lock
+            old_lock.release()
+        file.seek(0, io.SEEK_END)
+        self.index = index
+        return before.st_size - os.fstat(old_fd).st_size
+
+    def _copy_live(self, source: int, target: int) -> dict[str, int]:
+        """Copies the last record of each key from ``source`` to ``target``; the new index."""
+        size = os.fstat(source).st_size
+        index: dict[str, int] = {}
+        written = 0
+        for key, start in self.index.items():
+            self.file.seek(start)
+            walker = Walker(self.file, size)
+            walker.walk()
+            end = self.file.tell()
+            index[key] = written
+            position = start
+            while position < end:  # a chunk at a time: records may hold big arrays
+                chunk = os.pread(source, min(_COPY_BYTES, end - position), position)
+                if not chunk:
+                    raise OSError(f"{str(self.path)!r} ended inside the record at byte {start}")
+                view = memoryview(chunk)
+                while view:
+                    done = os.pwrite(target, view, written)
+                    view, written = view[done:], written + done
+                position += len(chunk)
+        return index
+
+
+_COPY_BYTES = 8 << 20

@@ -8,7 +8,7 @@ from corelay._typecheck import typechecked
 from corelay.io._base import FileStorage, Mode
 from corelay.io._keys import Key
 from corelay.io._pickle import records
-from corelay.io.errors import NoDataSource
+from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.tree import Node, TreeInput
 
 
@@ -107,3 +107,26 @@ class PickleStorage(FileStorage):
         if self._closed():
             raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
         return KeysView(dict.fromkeys(self._records.index))
+
+    def compact(self) -> int:
+        """Rewrites the file with the last record of each key only, and returns the bytes saved.
+
+        Each write appends a record, so replacing a key leaves its old records behind; this
+        drops them. The file is replaced atomically, under the storage's lock: a process killed
+        during compaction leaves the old file or the new one, never neither. Reading and
+        writing go on through this storage and its views; readers that opened the file before
+        keep reading the old one.
+
+        Returns:
+            The bytes by which the file shrank.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            ValueError: The storage is closed.
+            OSError: The new file could not be written (the old one is kept).
+        """
+        if self._closed():
+            raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
+        if self.mode == "r":
+            raise NoDataTarget(f"PickleStorage {str(self.path)!r} is open read-only ('r')")
+        return self._records.compact()
