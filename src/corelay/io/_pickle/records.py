@@ -2,13 +2,16 @@
 
 import contextlib
 import io
+import mmap
 import os
 import secrets
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
 from corelay.io import _lock
 from corelay.io._pickle.form import NODE_SLACK, NODES_PER_OPCODE, check_record, plain, read_form
+from corelay.io._pickle.mapped import load_mapped
 from corelay.io._pickle.safe import (
     PROTOCOL,
     CorruptRecordError,
@@ -50,11 +53,16 @@ class RecordFile:
             self.file.close()
             raise
 
-    def load(self, key: str, *, checked: bool = True, max_depth: int | None = None) -> Any:
+    def load(
+        self, key: str, *, checked: bool = True, max_depth: int | None = None, mapped: bool = False
+    ) -> Any:
         """Reads the value of ``key`` from its last record, as storages return trees.
 
         Args:
             key: The key.
+            mapped: Whether arrays of 64 KiB or more written in band by protocol 5 (as this
+                library writes them) are memory-mapped from the file, read-only, instead of
+                read. The file stays locked against being emptied while any of them lives.
             checked: Whether to raise unless the value is a stored tree or one of the plain
                 values of corelay 1.0.0 files (see :func:`read_form`); without the check, a
                 value loaded with the allowed globals alone may hold, say, a ``bytearray``.
@@ -81,7 +89,8 @@ class RecordFile:
         except Exception as error:  # Malformed, or what damaged arguments make readers raise
             raise CorruptRecordError(f"{where}: not a pickle ({error})") from None
         self.file.seek(offset)
-        found, data = check_record(unpickle(self.file, where), where)
+        record = self._load_mapped(offset, where) if mapped else unpickle(self.file, where)
+        found, data = check_record(record, where)
         if found != key:
             raise CorruptRecordError(f"{where}: holds key {found!r}, not {key!r}")
         limit = NODE_SLACK + NODES_PER_OPCODE * walker.ops
@@ -89,6 +98,30 @@ class RecordFile:
             return read_form(data, limit=limit, checked=checked, max_depth=max_depth)
         except (CorruptRecordError, RefusedValueError) as error:
             raise type(error)(f"{where}: {error}") from None
+
+    def _load_mapped(self, offset: int, where: str) -> object:
+        status = os.fstat(self.file.fileno())
+        # The mapping gets its own open file: one made from the storage's descriptor would keep
+        # the storage's lock as long as the mapping lives.
+        try:
+            fd = _lock.open_regular(self.path, os.O_RDONLY)
+        except OSError:
+            return unpickle(self.file, where)
+        try:
+            if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (status.st_ino, status.st_dev):
+                return unpickle(self.file, where)  # the path names another file by now
+            # A shared lock for as long as the mapping lives: a writer that would empty the
+            # file (mode 'w') is refused meanwhile, so no mapped page vanishes under an array.
+            lock = _lock.acquire(fd, self.path, "read", "pickle", "arrays mapped by PickleStorage")
+            try:
+                mapping = mmap.mmap(fd, status.st_size, access=mmap.ACCESS_READ)
+            except BaseException:
+                lock.release()
+                raise
+        finally:
+            os.close(fd)
+        weakref.finalize(mapping, lock.release)
+        return load_mapped(mapping, offset, where)
 
     def append(self, key: str, value: Any, node: Node) -> None:
         """Appends a record of the validated ``value``, described by ``node``, and flushes it.

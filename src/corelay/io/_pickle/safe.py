@@ -136,7 +136,7 @@ def make_array(spec: ArraySpec) -> np.ndarray[Any, Any]:
     if type(shape_state) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
         raise CorruptRecordError(f"array shape {shape_state!r} in a record")
     dims = cast("tuple[int, ...]", shape)
-    if not isinstance(data, bytes | bytearray | pickle.PickleBuffer):
+    if not isinstance(data, bytes | bytearray | pickle.PickleBuffer | memoryview):
         raise CorruptRecordError("array data in a record are not bytes")
     buffer = memoryview(data).cast("B")
     count = math.prod(dims)
@@ -145,7 +145,9 @@ def make_array(spec: ArraySpec) -> np.ndarray[Any, Any]:
             f"array of shape {dims} and dtype {dtype} with {len(buffer)} bytes"
         )
     array = np.frombuffer(buffer, dtype=dtype, count=count)
-    if not array.flags.writeable:  # from bytes (protocols 0 to 4): arrays read back writable
+    # From bytes (protocols 0 to 4), arrays read back writable; a memoryview is the file's
+    # mapping (see .mapped), read-only on purpose.
+    if not array.flags.writeable and not isinstance(data, memoryview):
         array = array.copy()
     try:  # an empty array may declare more or larger dimensions than NumPy has
         return array.reshape(dims, order="F" if fortran is True else "C")
@@ -207,10 +209,14 @@ class TreeUnpickler(pickle.Unpickler):
     Args:
         file: The binary file to read from, positioned at the start of a pickle.
         where: Where the pickle is, for error messages (file and byte offset).
+        buffers: The out-of-band buffers of protocol 5, for a record loaded with its arrays
+            mapped from the file (see :mod:`.mapped`); a record never refers to any itself.
     """
 
-    def __init__(self, file: IO[bytes], where: str) -> None:
-        super().__init__(file)
+    def __init__(
+        self, file: IO[bytes], where: str, buffers: list[memoryview] | None = None
+    ) -> None:
+        super().__init__(file, buffers=buffers)
         self._where = where
 
     def find_class(self, module_name: str, global_name: str, /) -> Any:

@@ -108,6 +108,34 @@ class PickleStorage(FileStorage):
             raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
         return KeysView(dict.fromkeys(self._records.index))
 
+    def lazy(self, key: str | None = None) -> Any:
+        """Returns the tree at ``key`` with its big arrays memory-mapped from the file.
+
+        Arrays of 64 KiB or more that this library wrote (pickle protocol 5 puts their bytes in
+        the record as they are in memory) come back read-only, mapped from the file: nothing of
+        them is read until it is used, and the system pages it in and out as needed. Other
+        values are loaded as :meth:`read` loads them: small arrays, records of other writers
+        (corelay 1.0.0 pickles arrays with older protocols), and every value of a storage opened
+        with mode ``'w'``, which must stay free to empty its file. While a mapped array lives,
+        the file cannot be opened with mode ``'w'`` (which would empty it under the array); it
+        stays valid after the storage is closed. The value is not cached.
+
+        Args:
+            key: The key; defaults to :attr:`data_key`.
+
+        Raises:
+            NoDataSource: Nothing is stored at the key.
+            TypeError: No key is given and no data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+            pickle.UnpicklingError: The record is damaged or refused (see :meth:`read`).
+        """
+        checked = self._checked(key if key is not None else self._key())
+        if checked.text not in self._records.index:
+            raise NoDataSource(f"no data at key {checked.text!r} in {str(self.path)!r}")
+        if self.mode == "w":
+            return self._read_key(checked)
+        return self._records.load(checked.text, mapped=True)
+
     def compact(self) -> int:
         """Rewrites the file with the last record of each key only, and returns the bytes saved.
 
