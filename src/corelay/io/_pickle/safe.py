@@ -136,9 +136,10 @@ def make_array(spec: ArraySpec) -> np.ndarray[Any, Any]:
     if type(shape_state) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
         raise CorruptRecordError(f"array shape {shape_state!r} in a record")
     dims = cast("tuple[int, ...]", shape)
-    if not isinstance(data, bytes | bytearray | pickle.PickleBuffer | memoryview):
+    mapped = isinstance(data, memoryview)
+    if not (mapped or isinstance(data, bytes | bytearray | pickle.PickleBuffer)):
         raise CorruptRecordError("array data in a record are not bytes")
-    buffer = memoryview(data).cast("B")
+    buffer = memoryview(cast("bytes", data)).cast("B")
     count = math.prod(dims)
     if len(buffer) != count * dtype.itemsize:
         raise CorruptRecordError(
@@ -147,7 +148,7 @@ def make_array(spec: ArraySpec) -> np.ndarray[Any, Any]:
     array = np.frombuffer(buffer, dtype=dtype, count=count)
     # From bytes (protocols 0 to 4), arrays read back writable; a memoryview is the file's
     # mapping (see .mapped), read-only on purpose.
-    if not array.flags.writeable and not isinstance(data, memoryview):
+    if not array.flags.writeable and not mapped:
         array = array.copy()
     try:  # an empty array may declare more or larger dimensions than NumPy has
         return array.reshape(dims, order="F" if fortran is True else "C")
