@@ -1,6 +1,7 @@
 """Big arrays in HDF5Storage: compression and chunking, appending, lazy reads."""
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from h5py import h5d
 
+from corelay.cli import main
 from corelay.io._hdf5.write import CHUNK_BYTES, chunk_shape
 from corelay.io.journal import JournaledFile
 from corelay.io.storage import HDF5Storage, LazyArray, NoDataSource, NoDataTarget
@@ -377,3 +379,30 @@ def test_lazy_leaves_are_not_counted_against_the_read_limit(tmp_path: Path) -> N
             storage["z"]
         lazy = storage.lazy("z")
         np.testing.assert_array_equal(lazy[:2], np.zeros((2, 1024)))
+
+
+# ---------------------------------------------------------------------------------- inspect
+
+
+def test_inspect_shows_chunks_compression_and_stored_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "inspect.h5"
+    with HDF5Storage(path, "w", compression="gzip") as storage:
+        storage["maps"] = np.zeros((64, 3, 32, 32), np.float32)
+        storage.append("grown", np.ones((5, 100)))
+        storage.at(data_key="plain").write({"x": np.arange(1000.0)}, compression=None)
+    assert main(["inspect", str(path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "chunks (64, 3, 32, 32), gzip" in lines["maps"]
+    assert "768.0 KiB" in lines["maps"] and "stored (" in lines["maps"]
+    assert "grows to (any, 100)" in lines["grown"]
+    assert "chunks" not in lines["x"]
+    assert main(["inspect", "--json", str(path)]) == 0
+    described = json.loads(capsys.readouterr().out)
+    maps = next(entry for entry in described["entries"] if entry["name"] == "maps")
+    assert maps["chunks"] == [64, 3, 32, 32] and maps["compression"] == "gzip"
+    assert maps["maxshape"] is None
+    assert 0 < maps["stored_bytes"] < maps["nbytes"] == 64 * 3 * 32 * 32 * 4
+    grown = next(entry for entry in described["entries"] if entry["name"] == "grown")
+    assert grown["maxshape"] == [None, 100]

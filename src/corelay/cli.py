@@ -122,6 +122,17 @@ def _leaf_details(leaf: LeafDescription) -> str:
         parts.append(f"empty dataset of {leaf.dtype}")
     if leaf.nbytes is not None and leaf.kind not in ("bool", "int", "float", "complex"):
         parts.append(_size(leaf.nbytes))
+    if leaf.chunks is not None:
+        layout = f"chunks {leaf.chunks}"
+        if leaf.maxshape is not None:
+            limits = ", ".join("any" if n is None else str(n) for n in leaf.maxshape)
+            layout += f", grows to ({limits})"
+        if leaf.compression is not None:
+            layout += f", {leaf.compression}"
+        parts.append(layout)
+    if leaf.stored_bytes is not None and leaf.nbytes and leaf.stored_bytes != leaf.nbytes:
+        share = leaf.stored_bytes / leaf.nbytes
+        parts.append(f"{_size(leaf.stored_bytes)} stored ({share:.0%})")
     return "  ".join(parts)
 
 

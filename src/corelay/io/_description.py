@@ -64,7 +64,20 @@ class LeafDescription(BaseModel):
     strings) or for Python numbers."""
 
     stored_bytes: int | None = None
-    """The bytes the values take in an HDF5 file; None in a pickle file."""
+    """The bytes the values take in an HDF5 file (compressed, for a compressed dataset): set
+    against :attr:`nbytes`, the share compression saves; None in a pickle file."""
+
+    chunks: tuple[int, ...] | None = None
+    """The shape of the chunks an HDF5 dataset is stored in; None if it is stored in one piece
+    (contiguous or compact), and in a pickle file."""
+
+    maxshape: tuple[int | None, ...] | None = None
+    """The largest shape an HDF5 dataset may grow to, None for an axis without limit (as after
+    ``append``); None when it cannot grow, and in a pickle file."""
+
+    compression: str | None = None
+    """The compression of an HDF5 dataset's chunks: 'gzip', 'lzf', 'zstd', or 'filter N' for
+    another HDF5 filter; None if it is not compressed, and in a pickle file."""
 
     string_info: StringInfo | None = None
     """The encoding and fixed length in bytes (None: variable length) of string data."""

@@ -3,10 +3,11 @@
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import numpy as np
+from h5py import h5s
 
 from corelay.io import _hdf5
 from corelay.io._description import (
@@ -41,6 +42,7 @@ from corelay.io._hdf5.describe_values import (
     storage_problem,
     with_attrs_and_value,
 )
+from corelay.io._hdf5.lazy import chunks_of, compression_of
 from corelay.io._keys import TEMP_PREFIX
 from corelay.io.errors import NoDataSource
 from corelay.io.tree import (
@@ -237,6 +239,7 @@ class _HDF5Walker:
         kind = get_str_attr(dataset, KIND_ATTR)
         dtype, shape = dataset.dtype, dataset.shape
         stored = dataset.id.get_storage_size()
+        layout = _layout(dataset)
         info = _hdf5.string_info(dataset)
         problem = hdf5_dtype_problem(dtype) or storage_problem(dataset, stored)
         if kind is not None and not isinstance(kind, str):
@@ -264,6 +267,7 @@ class _HDF5Walker:
                 stored_bytes=stored,
                 string_info=info,
                 problem=problem,
+                **layout,
             )
         if kind in ("ndarray", "generic") and shape is not None:
             unicode_dtype = get_str_attr(dataset, DTYPE_ATTR) if dtype.kind == "S" else None
@@ -280,6 +284,7 @@ class _HDF5Walker:
                 stored_bytes=stored,
                 string_info=info,
                 problem=problem,
+                **layout,
             )
         scalar_kinds: dict[str, LeafKind] = {
             "bool": "bool",
@@ -420,3 +425,20 @@ def _entry_hashes(entry: h5py.Group | h5py.Dataset) -> EntryHashes | None:
 def _is_upstream_entry(entry: h5py.Group) -> bool:
     """Tells whether ``entry`` is a complete entry of corelay 1.0.0."""
     return all(member in entry for member in _UPSTREAM_ENTRY_MEMBERS)
+
+
+def _layout(dataset: h5py.Dataset) -> dict[str, Any]:
+    """The chunks, growth limit and compression of ``dataset``, as description fields."""
+    plist = dataset.id.get_create_plist()
+    chunks = chunks_of(plist)
+    if chunks is None:
+        return {}
+    space = dataset.id.get_space()
+    maximum = space.get_simple_extent_dims(True) if dataset.shape else ()
+    shape = dataset.shape or ()
+    growth: tuple[int | None, ...] | None = tuple(
+        None if limit == h5s.UNLIMITED else int(limit) for limit in maximum
+    )
+    if growth == shape:
+        growth = None
+    return {"chunks": chunks, "maxshape": growth, "compression": compression_of(plist)}

@@ -181,7 +181,8 @@ def chunked_plist(
     """The creation properties of a chunked dataset, compressed with ``compression``."""
     plist = h5p.create(h5p.DATASET_CREATE)
     plist.set_obj_track_times(False)
-    plist.set_chunk(chunk_shape(shape, itemsize))
+    # A dataset made to grow gets the chunks of a long array: its first batch may be short.
+    plist.set_chunk(chunk_shape((2**62, *shape[1:]) if resizable else shape, itemsize))
     if resizable:
         # A dataset made to grow is written chunk by chunk as it grows.
         plist.set_alloc_time(h5d.ALLOC_TIME_INCR)
