@@ -5,6 +5,9 @@ benchmarks allocated inflates the peak::
 
     python benchmarks/memory.py hash --mib 256
     python benchmarks/memory.py hdf5-write --mib 512 --dir DIRECTORY
+    python benchmarks/memory.py append --mib 2048 --dir DIRECTORY      # as 64 MiB batches
+    python benchmarks/memory.py lazy-slice --mib 512 --dir DIRECTORY   # 40 rows of it
+    python benchmarks/memory.py replace --mib 128 --dir DIRECTORY      # four times
 
 It builds a float64 array of the given size, warms the operation up on a small array (imports,
 HDF5 initialisation), then measures the operation on the large array twice:
@@ -121,25 +124,129 @@ def _measure_hdf5_write(array: Array, directory: str) -> tuple[int, str, int]:
     return rss, method, traced
 
 
+BATCH_MIB = 64
+#: Rows of the arrays of the lazy-slice measurement: attribution maps, 3 x 224 x 224 float32.
+MAP_SHAPE = (3, 224, 224)
+SLICE_ROWS = 40
+
+
+def _measure_append(mib: int, directory: str) -> tuple[int, str, int, int]:
+    """Appends ``mib`` MiB in batches of 64 MiB, each made just before its append."""
+    from corelay.io.storage import HDF5Storage
+
+    batches = max(mib // BATCH_MIB, 1)
+    rows = BATCH_MIB * 2**20 // 8 // 1024
+
+    def append(path: str) -> Callable[[], object]:
+        def operation() -> None:
+            with HDF5Storage(path, "w") as storage:
+                for index in range(batches):
+                    storage.append("data", np.full((rows, 1024), float(index)))
+
+        return operation
+
+    path = os.path.join(directory, "memory-append.h5")
+    try:
+        append(path)()  # warm-up, and the page cache of a file that size
+        rss, method = rss_extra(append(path))
+        traced = traced_extra(append(path))
+    finally:
+        _remove(path)
+    return rss, method, traced, rows * 1024 * 8
+
+
+def _measure_lazy_slice(mib: int, directory: str) -> tuple[int, str, int, int]:
+    """Reads 40 rows of a ``mib`` MiB array of attribution maps through ``lazy``."""
+    from corelay.io.storage import HDF5Storage
+
+    row = int(np.prod(MAP_SHAPE))
+    count = max(mib * 2**20 // 4 // row, 2 * SLICE_ROWS)
+    path = os.path.join(directory, "memory-lazy.h5")
+    with HDF5Storage(path, "w") as storage:
+        for start in range(0, count, 64):  # written in batches: no big array in this process
+            rows = min(64, count - start)
+            storage.append("maps", np.full((rows, *MAP_SHAPE), start, dtype=np.float32))
+    try:
+        with HDF5Storage(path, "r") as storage:
+            middle = count // 2
+
+            def read() -> None:
+                block = storage.lazy("maps")[middle : middle + SLICE_ROWS]
+                assert block.shape == (SLICE_ROWS, *MAP_SHAPE)
+
+            read()  # warm-up
+            rss, method = rss_extra(read)
+            traced = traced_extra(read)
+    finally:
+        _remove(path)
+    return rss, method, traced, count * row * 4
+
+
+def _measure_replace(array: Array, directory: str) -> tuple[int, str, int]:
+    """Replaces the value of one key four times with ``array``."""
+    from corelay.io.storage import HDF5Storage
+
+    paths = [os.path.join(directory, f"memory-replace-{index}.h5") for index in range(2)]
+    storages = [HDF5Storage(path, "w") for path in paths]
+    try:
+
+        def replace(storage: HDF5Storage) -> Callable[[], object]:
+            def operation() -> None:
+                for _ in range(4):
+                    storage["data"] = array
+
+            return operation
+
+        for storage in storages:  # the first write of the key, and the free space it leaves
+            storage["data"] = array
+            storage["data"] = array
+        rss, method = rss_extra(replace(storages[0]))
+        traced = traced_extra(replace(storages[1]))
+    finally:
+        for storage in storages:
+            storage.close()
+        for path in paths:
+            _remove(path)
+    return rss, method, traced
+
+
+def _remove(path: str) -> None:
+    for name in (path, path + ".journal"):
+        if os.path.exists(name):
+            os.remove(name)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Measures one operation and prints the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("operation", choices=["hash", "hdf5-write"])
+    parser.add_argument(
+        "operation", choices=["hash", "hdf5-write", "append", "lazy-slice", "replace"]
+    )
     parser.add_argument("--mib", type=int, required=True, help="size of the array in MiB")
     parser.add_argument("--dir", default=".", help="directory for the files (hdf5-write)")
     args = parser.parse_args(argv)
     check = 16 * 2**20
     rss_check, _ = rss_extra(lambda: np.ones(check // 8))
     traced_check = traced_extra(lambda: np.ones(check // 8))
-    array = big_array(args.mib)
-    if args.operation == "hash":
-        rss, method, traced = _measure_hash(array)
+    if args.operation == "append":
+        # Measured against one batch: the bound is in batches.
+        rss, method, traced, array_bytes = _measure_append(args.mib, args.dir)
+    elif args.operation == "lazy-slice":
+        rss, method, traced, total = _measure_lazy_slice(args.mib, args.dir)
+        array_bytes = total
     else:
-        rss, method, traced = _measure_hdf5_write(array, args.dir)
+        array = big_array(args.mib)
+        array_bytes = array.nbytes
+        if args.operation == "hash":
+            rss, method, traced = _measure_hash(array)
+        elif args.operation == "replace":
+            rss, method, traced = _measure_replace(array, args.dir)
+        else:
+            rss, method, traced = _measure_hdf5_write(array, args.dir)
     print(
         json.dumps(
             {
-                "array_bytes": array.nbytes,
+                "array_bytes": array_bytes,
                 "rss_bytes": rss,
                 "traced_bytes": traced,
                 "rss_method": method,

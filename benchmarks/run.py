@@ -675,6 +675,287 @@ def figure_pickle(report: Report, config: Config, big: Array, directory: Path) -
 # -- the run ---------------------------------------------------------------------------------
 
 
+# -- big arrays --------------------------------------------------------------------------------
+
+#: The design's sizes of the big-array figures, in MiB.
+DESIGN_GZIP_MIB = 256
+DESIGN_BATCH_MIB = 64
+DESIGN_APPEND_MEMORY_MIB = 2048
+DESIGN_SLICE_MEMORY_MIB = 512
+DESIGN_REPLACE_MIB = 64
+DESIGN_REPLACE_MEMORY_MIB = 128
+#: Rows of the sliced array: attribution maps, 3 x 224 x 224 float32.
+MAP_SHAPE = (3, 224, 224)
+SLICE_ROWS = 40
+
+
+def big_sizes(config: Config) -> dict[str, int]:
+    """The sizes of the big-array figures, in MiB: the design's, but tiny in a smoke run."""
+    if config.name == "smoke":
+        return {"gzip": 4, "batch": 2, "batches": 2, "slice": 8, "replace": 2}
+    return {
+        "gzip": DESIGN_GZIP_MIB,
+        "batch": DESIGN_BATCH_MIB,
+        "batches": 4,
+        "slice": 256,
+        "replace": DESIGN_REPLACE_MIB,
+    }
+
+
+def compressible(mib: int) -> Array:
+    """``mib`` MiB of float32 that compress like attribution maps: smooth, rounded values."""
+    count = mib * MIB // 4
+    rng = np.random.default_rng(3)
+    wave = np.sin(np.arange(count, dtype=np.float32) / 1000)
+    return np.round(wave + rng.normal(0, 1e-2, count).astype(np.float32), 3).astype(np.float32)
+
+
+def figure_compressed(report: Report, config: Config, directory: Path) -> None:
+    """10: a gzip-compressed HDF5Storage write over raw h5py with the same filter and chunks."""
+    from corelay.io._hdf5.write import chunk_shape
+
+    mib = big_sizes(config)["gzip"]
+    data = compressible(mib)
+    path = directory / "gzip.h5"
+
+    def ours() -> dict[str, float]:
+        storage = HDF5Storage(path, "w", compression="gzip")
+        try:
+            elapsed = timed(lambda: storage.__setitem__("data", data))
+        finally:
+            storage.close()
+        remove(path)
+        return {"time": elapsed}
+
+    def raw() -> dict[str, float]:
+        file = h5py.File(path, "w")
+
+        def write() -> None:
+            file.create_dataset(
+                "data",
+                data=data,
+                chunks=chunk_shape(data.shape, data.itemsize),
+                compression="gzip",
+                compression_opts=4,
+            )
+            file.flush()
+
+        try:
+            elapsed = timed(write)
+        finally:
+            file.close()
+        remove(path)
+        return {"time": elapsed}
+
+    # gzip runs at tens of MB/s: fewer rounds than the other figures.
+    times = alternate({"ours": ours, "h5py": raw}, min(config.rounds, 5), config.warmup)
+    ratio_row(
+        report,
+        f"10 gzip write {size(mib, DESIGN_GZIP_MIB)} / h5py same filter+chunks",
+        times["ours"]["time"],
+        times["h5py"]["time"],
+        1.10,
+    )
+
+
+def figure_append(report: Report, config: Config, directory: Path) -> None:
+    """11: HDF5Storage appends of 64 MiB batches over h5py resize + write + flush."""
+    from corelay.io._hdf5.write import chunk_shape
+
+    sizes = big_sizes(config)
+    rows = sizes["batch"] * MIB // 8 // 1024
+    batches = [np.full((rows, 1024), float(index)) for index in range(sizes["batches"])]
+    path = directory / "append.h5"
+
+    def ours() -> dict[str, float]:
+        storage = HDF5Storage(path, "w")
+
+        def append() -> None:
+            for batch in batches:
+                storage.append("data", batch)
+
+        try:
+            elapsed = timed(append)
+        finally:
+            storage.close()
+        remove(path)
+        return {"time": elapsed}
+
+    def raw() -> dict[str, float]:
+        file = h5py.File(path, "w")
+
+        def append() -> None:
+            dataset = file.create_dataset(
+                "data",
+                shape=(0, 1024),
+                maxshape=(None, 1024),
+                dtype=np.float64,
+                chunks=chunk_shape((2**62, 1024), 8),
+            )
+            for batch in batches:
+                start = dataset.shape[0]
+                dataset.resize(start + len(batch), axis=0)
+                dataset[start:] = batch
+                file.flush()
+
+        try:
+            elapsed = timed(append)
+        finally:
+            file.close()
+        remove(path)
+        return {"time": elapsed}
+
+    times = alternate({"ours": ours, "h5py": raw}, config.rounds, config.warmup)
+    ratio_row(
+        report,
+        f"11 {sizes['batches']} appends of {size(sizes['batch'], DESIGN_BATCH_MIB)}"
+        " / h5py resize+write+flush",
+        times["ours"]["time"],
+        times["h5py"]["time"],
+        1.20,
+    )
+
+
+def figure_lazy_slice(report: Report, config: Config, directory: Path) -> None:
+    """12: 40-row slices through HDF5Storage.lazy over the same slices through h5py."""
+    mib = big_sizes(config)["slice"]
+    row = int(np.prod(MAP_SHAPE))
+    count = max(mib * MIB // 4 // row, 2 * SLICE_ROWS)
+    path = directory / "slice.h5"
+    with HDF5Storage(path, "w") as storage:
+        for start in range(0, count, 64):
+            rows = min(64, count - start)
+            block = np.arange(start, start + rows, dtype=np.float32)
+            storage.append(
+                "maps", np.broadcast_to(block[:, None, None, None], (rows, *MAP_SHAPE)).copy()
+            )
+    starts = np.random.default_rng(4).integers(0, count - SLICE_ROWS, 20).tolist()
+
+    def ours() -> dict[str, float]:
+        storage = HDF5Storage(path, "r")
+        lazy = storage.lazy("maps")
+        try:
+            gc.collect()
+            start_time = time.perf_counter()
+            for start in starts:
+                lazy[start : start + SLICE_ROWS]
+            elapsed = time.perf_counter() - start_time
+        finally:
+            storage.close()
+        return {"time": elapsed}
+
+    def raw() -> dict[str, float]:
+        file = h5py.File(path, "r")
+        dataset = file["maps"]
+        assert isinstance(dataset, h5py.Dataset)
+        try:
+            gc.collect()
+            start_time = time.perf_counter()
+            for start in starts:
+                dataset[start : start + SLICE_ROWS]
+            elapsed = time.perf_counter() - start_time
+        finally:
+            file.close()
+        return {"time": elapsed}
+
+    times = alternate({"ours": ours, "h5py": raw}, config.rounds, config.warmup)
+    remove(path)
+    ratio_row(
+        report,
+        f"12 {len(starts)} slices of {SLICE_ROWS} rows (lazy) / h5py slices",
+        times["ours"]["time"],
+        times["h5py"]["time"],
+        1.20,
+    )
+
+
+def figure_replace(report: Report, config: Config, directory: Path) -> None:
+    """13: replacing a 64 MiB value (average of 6) over h5py delete + write + flush."""
+    mib = big_sizes(config)["replace"]
+    values = [np.full(mib * MIB // 8, float(index)) for index in range(2)]
+    ours_path, raw_path = directory / "replace-ours.h5", directory / "replace-h5py.h5"
+    with HDF5Storage(ours_path, "w") as storage:  # the key exists, and has been replaced once
+        storage["data"] = values[0]
+        storage["data"] = values[1]
+    with h5py.File(raw_path, "w") as file:
+        file.create_dataset("data", data=values[0])
+        del file["data"]
+        file.create_dataset("data", data=values[1])
+
+    def ours() -> dict[str, float]:
+        storage = HDF5Storage(ours_path, "a")
+
+        def replace() -> None:
+            for index in range(6):
+                storage["data"] = values[index % 2]
+
+        try:
+            elapsed = timed(replace) / 6
+        finally:
+            storage.close()
+        return {"time": elapsed}
+
+    def raw() -> dict[str, float]:
+        file = h5py.File(raw_path, "a")
+
+        def replace() -> None:
+            for index in range(6):
+                del file["data"]
+                file.create_dataset("data", data=values[index % 2])
+                file.flush()
+
+        try:
+            elapsed = timed(replace) / 6
+        finally:
+            file.close()
+        return {"time": elapsed}
+
+    times = alternate({"ours": ours, "h5py": raw}, config.rounds, config.warmup)
+    remove(ours_path)
+    remove(raw_path)
+    ratio_row(
+        report,
+        f"13 replace {size(mib, DESIGN_REPLACE_MIB)} (avg of 6) / h5py delete+write+flush",
+        times["ours"]["time"],
+        times["h5py"]["time"],
+        1.50,
+    )
+
+
+def figure_big_memory(report: Report, config: Config, directory: Path) -> None:
+    """14: extra peak memory of appending, slicing lazily and replacing, each in its process."""
+    smoke = config.name == "smoke"
+    append_mib = 16 if smoke else DESIGN_APPEND_MEMORY_MIB
+    slice_mib = 16 if smoke else DESIGN_SLICE_MEMORY_MIB
+    replace_mib = 8 if smoke else DESIGN_REPLACE_MEMORY_MIB
+    figure_memory(
+        report,
+        f"14a append {size(append_mib, DESIGN_APPEND_MEMORY_MIB)} as 64 MiB batches,"
+        " extra peak / one batch",
+        "append",
+        append_mib,
+        300,
+        directory,
+    )
+    figure_memory(
+        report,
+        f"14b lazy {SLICE_ROWS}-row slice of {size(slice_mib, DESIGN_SLICE_MEMORY_MIB)},"
+        " extra peak / array (64 MiB = 12.5 %)",
+        "lazy-slice",
+        slice_mib,
+        12.5,
+        directory,
+    )
+    figure_memory(
+        report,
+        f"14c replace {size(replace_mib, DESIGN_REPLACE_MEMORY_MIB)} 4 times, extra peak / array",
+        "replace",
+        replace_mib,
+        15,
+        directory,
+    )
+
+
 def where_corelay() -> str:
     """Where the measured corelay comes from, relative to this repository if it is in it."""
     package = Path(corelay.__file__).resolve().parent
@@ -790,7 +1071,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         config = Config(**{**config.__dict__, "rounds": args.rounds, "hash_rounds": args.rounds})
     wanted = (
-        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 10))
+        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 15))
     )
     against: str | None = args.against_python
     version = "1.0.0" if against is None else other_version(against)
@@ -831,6 +1112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             (6, lambda: figure_hdf5_small(report, config, directory)),
             (8, lambda: figure_hashed(report, config, directory, against, version)),
             (9, lambda: figure_pickle(report, config, big, directory)),
+            (10, lambda: figure_compressed(report, config, directory)),
+            (11, lambda: figure_append(report, config, directory)),
+            (12, lambda: figure_lazy_slice(report, config, directory)),
+            (13, lambda: figure_replace(report, config, directory)),
+            (14, lambda: figure_big_memory(report, config, directory)),
         ]
         for number, run_figure in figures:
             # Figures 3 and 4, and 6 and 7, are measured together.
