@@ -388,3 +388,32 @@ def test_reader_locks_out_writers_until_closed(tmp_path: Path) -> None:
         writer["x"] = 1
         with pytest.raises(BlockingIOError, match="open for writing"):
             open_journaled(path, "r")
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=_OPERATIONS)
+def test_a_kept_tail_reads_as_the_file_would_without_it(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, int, bytes]]
+) -> None:
+    """With ``keep_tail``, a flush that ends by truncating leaves the bytes, reading as zeros."""
+    path = tmp_path_factory.mktemp("tail") / "f.bin"
+    path.write_bytes(b"committed initial content")
+    model = bytearray(path.read_bytes())
+    file = JournaledFile(path, "r+", keep_tail=True)
+    try:
+        for operation in operations:
+            kind, offset, data = operation
+            _apply_to_model(model, operation)
+            if kind == "write":
+                file.seek(offset)
+                file.write(data)
+            elif kind == "truncate":
+                file.truncate(offset)
+            else:
+                file.flush()
+            file.seek(0)
+            assert file.read(len(model))[: len(model)] == bytes(model)
+            assert file.seek(0, os.SEEK_END) == len(model)
+    finally:
+        file.close()
+    assert path.read_bytes() == bytes(model)  # closing drops the kept tail

@@ -212,6 +212,11 @@ class JournaledFile(io.RawIOBase):
         path: The file.
         mode: ``'r'`` reads, ``'r+'`` reads and writes an existing file, ``'w'`` creates or
             empties the file.
+        opened: The file, already opened and locked by the caller, and its lock.
+        keep_tail: Whether a truncation that ends a flush leaves the bytes past the new end in
+            the file (reading as zeros) until it is closed, or a kill: for a format that, like
+            HDF5, records its own end and ignores what lies past it, this makes the next
+            growth of the file cheaper.
 
     Raises:
         BlockingIOError: The file is open elsewhere in a way that excludes ``mode``; the message
@@ -220,9 +225,15 @@ class JournaledFile(io.RawIOBase):
     """
 
     def __init__(
-        self, path: Path, mode: JournaledMode, *, opened: tuple[int, FileLock] | None = None
+        self,
+        path: Path,
+        mode: JournaledMode,
+        *,
+        opened: tuple[int, FileLock] | None = None,
+        keep_tail: bool = False,
     ) -> None:
         super().__init__()
+        self._keep_tail = keep_tail
         self.path = path
         self._writable = mode != "r"
         self._journal = journal_path(path)
@@ -250,6 +261,9 @@ class JournaledFile(io.RawIOBase):
         # Byte ranges (start, end) of the committed part that the committed state does not
         # refer to (space HDF5 freed before the last commit), sorted: written directly.
         self._unreferenced: list[tuple[int, int]] = []
+        # Byte ranges past the committed end that the file still holds, left there by a
+        # truncation at a flush: they read as zeros until written (see flush).
+        self._stale: list[tuple[int, int]] = []
         self._reset()
 
     def _release(self) -> None:
@@ -259,6 +273,7 @@ class JournaledFile(io.RawIOBase):
     def _reset(self) -> None:
         self._position = 0
         self._unreferenced = []
+        self._stale = []
         # Operations on committed bytes, held back until the next flush; after a truncation
         # into committed bytes, every operation, so that their order is kept.
         self._pending: list[Operation] = []
@@ -364,6 +379,7 @@ class JournaledFile(io.RawIOBase):
         """Returns to the last committed state after :meth:`discard`, ready to be reopened."""
         self._discarding = False
         self._unreferenced = []
+        self._stale = []
         self._position = 0
         self._pending = []
         self._shrunk = False
@@ -382,9 +398,23 @@ class JournaledFile(io.RawIOBase):
 
     def _write_at(self, data: "ReadableBuffer", offset: int) -> None:
         view = memoryview(data).cast("B")
+        if self._stale:
+            self._unstale(offset, offset + len(view))
         while view:
             written = os.pwrite(self._fd, view, offset)
             view, offset = view[written:], offset + written
+
+    def _unstale(self, start: int, end: int) -> None:
+        kept: list[tuple[int, int]] = []
+        for low, high in self._stale:
+            if high <= start or low >= end:
+                kept.append((low, high))
+                continue
+            if low < start:
+                kept.append((low, start))
+            if high > end:
+                kept.append((end, high))
+        self._stale = kept
 
     def readable(self) -> bool:  # noqa: D102
         return True
@@ -418,6 +448,10 @@ class JournaledFile(io.RawIOBase):
                 break
             done += count
         view[done:] = bytes(len(view) - done)  # past the end reads as zeros, as in HDF5
+        for low, high in self._stale:  # so do bytes a truncation left in the file
+            low, high = max(low, start), min(high, start + total)
+            if low < high:
+                view[low - start : high - start] = bytes(high - low)
         for offset, data in self._pending:  # replayed in order over what the disk holds
             if data is None:
                 if offset < start + total:
@@ -483,6 +517,20 @@ class JournaledFile(io.RawIOBase):
         """Commits every write since the last flush, atomically."""
         if self.closed or not self._writable or self._discarding:
             return
+        tail = self._pending[-1] if self._pending else None
+        shrinking = (
+            self._keep_tail
+            and tail is not None
+            and tail[1] is None
+            and all(data is not None for _, data in self._pending[:-1])
+        )
+        if shrinking:
+            # A truncation that ends the flush (as HDF5 ends each one) is not made: the bytes
+            # past the new end stay in the file, unreferenced and read as zeros, until it is
+            # closed. The next array HDF5 puts there is written over pages the system has
+            # cached instead of growing the file anew, which costs about half again as much
+            # for a big replaced value.
+            self._pending.pop()
         if self._pending:
             journal = self._open_journal()
             before = os.fstat(self._fd)
@@ -491,8 +539,17 @@ class JournaledFile(io.RawIOBase):
             self._apply(self._pending)
             os.pwrite(journal, bytes(len(_MAGIC)), 0)  # the journal is spent
             self._pending.clear()
-            self._shrunk = False
+        self._shrunk = False
+        if self._stale:  # kept bytes the file now ends past, never written: zeros, as promised
+            for low, high in [(low, min(high, self._length)) for low, high in self._stale]:
+                for offset in range(low, high, _ZEROS_BYTES):
+                    self._write_at(bytes(min(_ZEROS_BYTES, high - offset)), offset)
         self._committed = self._length
+        if shrinking:
+            size = os.fstat(self._fd).st_size
+            if size > self._committed:
+                self._unstale(self._committed, size)
+                self._stale.append((self._committed, size))
         self._unreferenced = []  # the new committed state may refer to them
 
     def close(self) -> None:
@@ -501,6 +558,8 @@ class JournaledFile(io.RawIOBase):
             return
         try:
             self.flush()
+            if self._stale and self._writable and not self._discarding:
+                os.ftruncate(self._fd, self._committed)  # the bytes a truncation left go now
         finally:
             try:
                 if self._journal_fd is not None:
@@ -511,6 +570,9 @@ class JournaledFile(io.RawIOBase):
             finally:
                 self._release()
                 super().close()
+
+
+_ZEROS_BYTES = 1 << 20
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:

@@ -87,7 +87,7 @@ def open_journaled(path: str | os.PathLike[str], mode: Literal["r", "w", "a"] = 
             os.close(fd)
             raise
         if mode == "a" and os.fstat(fd).st_size > 0:
-            return _open_h5(JournaledFile(file_path, "r+", opened=(fd, lock)), "r+")
+            return _open_h5(JournaledFile(file_path, "r+", opened=(fd, lock), keep_tail=True), "r+")
         try:  # replaced whole, under the lock of the old file
             created = _create(file_path, os.fstat(fd))
         finally:
@@ -114,7 +114,7 @@ def _create(path: Path, old: os.stat_result | None) -> h5py.File | None:
         temporary.unlink(missing_ok=True)
         raise
     try:
-        raw = JournaledFile(temporary, "r+", opened=(fd, lock))
+        raw = JournaledFile(temporary, "r+", opened=(fd, lock), keep_tail=True)
     except BaseException:
         os.close(fd)
         lock.release()
