@@ -15,8 +15,10 @@ through :class:`JournaledFile`, which
 Opening the file replays a complete journal and discards an incomplete one, so the file always
 holds the state of the last finished flush. For HDF5, which records its own end of file, a
 truncation that ends a flush leaves the bytes past the new end in place (read as zeros) until the
-file is closed: the next array then overwrites cached pages instead of growing the file anew. This protects against the process being killed, not
-against the machine losing power (no ``fsync``, which would cost milliseconds per write).
+file is closed: the next array then overwrites cached pages instead of growing the file anew.
+
+This protects against the process being killed, not against the machine losing power (no
+``fsync``, which would cost milliseconds per write).
 """
 
 import errno

@@ -212,6 +212,7 @@ class _ClosingFile(h5py.File):
     """An h5py file that closes, with itself, the journaled file or lock it was opened with."""
 
     companion: "JournaledFile | FileLock | None" = None
+    _userblock = 0  # where HDF5's addresses start in the file; set when opened
 
     def close(self) -> None:
         try:
@@ -231,8 +232,17 @@ class _ClosingFile(h5py.File):
         """
         super().flush()
         raw = self.companion
-        if isinstance(raw, JournaledFile) and raw.writable():
-            raw.set_unreferenced(free_sections(self))
+        # Most flushes free nothing worth it: the total free space says so, cheaply.
+        if (
+            isinstance(raw, JournaledFile)
+            and raw.writable()
+            and self.id.get_freespace() >= DIRECT_BYTES
+        ):
+            raw.set_unreferenced(_sections(self.id.id, self._userblock, DIRECT_BYTES))
+
+    def note_userblock(self) -> None:
+        """Records where HDF5's addresses start in the file (fixed when the file was made)."""
+        self._userblock = self.userblock_size
 
     def roll_back(self) -> bool:
         """Returns the file to its last committed state, dropping HDF5's cached changes.
@@ -289,24 +299,41 @@ _FREE_SECTIONS = _load_free_sections()
 _MEM_DEFAULT = 0  # H5F_MEM_DEFAULT: the sections of every kind of data
 
 
-def free_sections(file: h5py.File) -> list[tuple[int, int]]:
+def free_sections(file: h5py.File, minimum: int = 0) -> list[tuple[int, int]]:
     """The free space HDF5 tracks in ``file``, as ``(offset, length)`` pairs in the file.
 
     Right after a flush, space the file's committed state does not refer to. Empty when the
     HDF5 library offers no way to ask.
+
+    Args:
+        file: The open file.
+        minimum: Leave out sections shorter than this many bytes.
     """
+    return _sections(file.id.id, file.userblock_size, minimum)
+
+
+def _sections(file_id: int, base: int, minimum: int) -> list[tuple[int, int]]:
     function = _FREE_SECTIONS
     if function is None:
         return []
     with phil:
-        file_id = file.id.id
         count = function(file_id, _MEM_DEFAULT, 0, None)
         if count <= 0:
             return []
         sections = (_SectionInfo * count)()
         count = function(file_id, _MEM_DEFAULT, count, sections)
-    base = file.userblock_size  # HDF5 addresses start after the user block
-    return [(section.addr + base, section.size) for section in sections[: max(count, 0)]]
+    # HDF5 addresses start after the user block.
+    return [
+        (section.addr + base, section.size)
+        for section in sections[: max(count, 0)]
+        if section.size >= minimum
+    ]
+
+
+#: Free sections smaller than this are left to the journal: what matters is that arrays are
+#: not copied into it, and a write into a small section is a system call where the journal
+#: would have kept the bytes in memory until the flush.
+DIRECT_BYTES = 64 * 1024
 
 
 def _configure(file: h5py.File, raw: JournaledFile, mode: str) -> None:
@@ -317,6 +344,8 @@ def _configure(file: h5py.File, raw: JournaledFile, mode: str) -> None:
     config.min_size = METADATA_CACHE_BYTES // 2
     config.max_size = METADATA_CACHE_BYTES
     file.id.set_mdc_config(config)
+    if isinstance(file, _ClosingFile):
+        file.note_userblock()
 
 
 def _open_h5(raw: JournaledFile, mode: str) -> h5py.File:
