@@ -22,7 +22,6 @@ from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.lazy import LazyArray
 from corelay.io.tree import Node, TreeInput, validate
 
-
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
 
