@@ -793,7 +793,7 @@ def figure_append(report: Report, config: Config, directory: Path) -> None:
                 chunks=chunk_shape((2**62, 1024), 8),
             )
             for batch in batches:
-                start = dataset.shape[0]
+                start = len(dataset)
                 dataset.resize(start + len(batch), axis=0)
                 dataset[start:] = batch
                 file.flush()
