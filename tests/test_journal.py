@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corelay.io import journal
+from corelay.io._journal_record import parse_journal
 from corelay.io.journal import JournaledFile, journal_path, open_journaled
 
 
@@ -272,7 +273,7 @@ def test_a_foreign_or_crafted_journal_is_ignored(
     inode = max(status.st_ino + inode_delta, 0)
     encoded = journal.encode_journal(operations, inode, size)
     journal_path(path).write_bytes(encoded)
-    parsed = journal._parse_journal(encoded)  # pyright: ignore[reportPrivateUsage]
+    parsed = parse_journal(encoded)
     bound = bool(parsed) and parsed is not False and parsed.binds(status)  # type: ignore[union-attr]
     if bound:
         return  # a journal of this very file: replayed, as tested above
