@@ -19,12 +19,14 @@ from corelay.io.errors import CacheWarning
 from corelay.io.storage import (
     DataStorageBase,
     HashedHDF5,
+    HashedZarr,
     HDF5Storage,
     NoDataSource,
     NoDataTarget,
     NoStorage,
     PickleStorage,
     Storable,
+    ZarrStorage,
 )
 
 __all__ = [
@@ -32,9 +34,11 @@ __all__ = [
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",
+    "HashedZarr",
     "NoDataSource",
     "NoDataTarget",
     "NoStorage",
     "PickleStorage",
     "Storable",
+    "ZarrStorage",
 ]
