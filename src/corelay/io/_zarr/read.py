@@ -64,6 +64,9 @@ def _restored(data: np.ndarray[Any, Any], dtype: object) -> np.ndarray[Any, Any]
     if wanted.kind == "S":
         rows = np.ascontiguousarray(data, dtype=np.uint8)
         return rows.view(wanted).reshape(rows.shape[:-1])
+    if wanted.kind == "U" and data.dtype.kind == "T":
+        # Through native order: NumPy's StringDType converts to native-order unicode only.
+        data = data.astype(wanted.newbyteorder("="))
     return data.astype(wanted, copy=False)
 
 

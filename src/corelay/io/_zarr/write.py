@@ -132,7 +132,9 @@ def _stored(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     # What Zarr stores for an array: unicode as variable-length UTF-8 strings (a type of the
     # Zarr v3 specification; its fixed-length unicode is not), bytes as uint8 rows.
     if array.dtype.kind == "U":
-        return array.astype(np.dtypes.StringDType())
+        # NumPy converts only native-order unicode to StringDType.
+        native = array.astype(array.dtype.newbyteorder("="), copy=False)
+        return native.astype(np.dtypes.StringDType())
     if array.dtype.kind == "S":
         contiguous = np.ascontiguousarray(array)
         return contiguous.view(np.uint8).reshape((*array.shape, array.dtype.itemsize))
