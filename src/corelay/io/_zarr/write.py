@@ -242,12 +242,23 @@ async def replacing(
         # Metadata documents first: a key below this one is absent before its value goes.
         for name in stale:
             inner = [key async for key in store.list_prefix(join(path, name, ""))]
-            await asyncio.gather(
-                *(store.delete(key) for key in inner if key.endswith("/" + METADATA))
-            )
-        await asyncio.gather(*(store.delete_dir(join(path, name)) for name in stale))
+            with suppress(FileNotFoundError):
+                await asyncio.gather(
+                    *(store.delete(key) for key in inner if key.endswith("/" + METADATA))
+                )
+        await asyncio.gather(*(_delete_dir(store, join(path, name)) for name in stale))
     elif isinstance(old_version, str) and old_version.startswith(TEMP_PREFIX):
-        await store.delete_dir(join(path, old_version))
+        await _delete_dir(store, join(path, old_version))
+
+
+async def _delete_dir(store: Store, prefix: str) -> None:
+    # Another writer may be deleting the same old value: what it deleted first is not an error.
+    for _ in range(3):
+        try:
+            await store.delete_dir(prefix)
+            return
+        except FileNotFoundError:
+            continue
 
 
 async def write_key(
