@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -79,7 +79,7 @@ def _weed() -> str:
 
 
 @contextmanager
-def seaweed_server(directory: Path) -> Iterator[S3Server]:
+def seaweed_server(directory: Path) -> Generator[S3Server]:
     """Runs ``weed server -filer -s3`` on 127.0.0.1 with data in ``directory``."""
     master, volume, filer, s3 = _free_ports(4)
     log = (directory / "weed.log").open("wb")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
+from zarr.storage import ObjectStore
 
 from corelay.io.storage import HashedZarr, NoDataSource
 from tests.cases import assert_same_tree
@@ -79,7 +79,7 @@ def open_cache(where: str) -> HashedZarr:
     kind, *parts = where.split(" ")
     if kind == "s3":
         endpoint, bucket, prefix = parts
-        return HashedZarr(zarr.storage.ObjectStore(s3_store(endpoint, bucket, prefix)))
+        return HashedZarr(ObjectStore(s3_store(endpoint, bucket, prefix)))
     return HashedZarr(parts[0])
 
 
@@ -100,9 +100,9 @@ def _run(where: str, writers: int, tmp_path: Path) -> None:
     reader = start("reader", 0)
     started = [start("writer", process) for process in range(writers)]
     failures: list[str] = []
-    for process in started:
-        out, err = process.communicate(timeout=900)
-        if process.returncode != 0 or "done" not in out:
+    for writer in started:
+        out, err = writer.communicate(timeout=900)
+        if writer.returncode != 0 or "done" not in out:
             failures.append(err)
     stop.touch()
     out, err = reader.communicate(timeout=300)

@@ -195,9 +195,12 @@ async def get_doc(store: Store, path: str) -> dict[str, Any] | None:
         document: object = json.loads(buffer.to_bytes())
     except ValueError as error:
         raise ValueError(f"{join(path, METADATA)!r} is not JSON: {error}") from error
-    if not isinstance(document, dict) or document.get("zarr_format") != 3:
+    if not isinstance(document, dict):
         raise ValueError(f"{join(path, METADATA)!r} is not Zarr v3 metadata")
-    return cast(dict[str, Any], document)
+    checked = cast(dict[str, Any], document)
+    if checked.get("zarr_format") != 3:
+        raise ValueError(f"{join(path, METADATA)!r} is not Zarr v3 metadata")
+    return checked
 
 
 def attributes_of(document: dict[str, Any]) -> dict[str, Any]:
