@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import h5py
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
