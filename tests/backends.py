@@ -115,3 +115,7 @@ CASE_BACKENDS: list[CaseBackend] = [
 ]
 """Every backend the case table runs against: the keyed storages, and the hashed caches with
 each tree as the output of an entry."""
+
+FILE_BACKENDS: list[Backend] = [backend for backend in BACKENDS if backend.name != "zarr"]
+"""The backends whose store is one file with one writer (Zarr stores are directories that any
+number of writers share)."""

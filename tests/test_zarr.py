@@ -237,15 +237,17 @@ def test_hashed_in_a_group(tmp_path: Path) -> None:
     assert_same_tree(HashedZarr(again).read(1, None), np.ones(2))
 
 
-def test_memoize_with_hashed_zarr(tmp_path: Path) -> None:
-    calls: list[int] = []
+_SQUARE_CALLS: list[int] = []  # a global: memoize keys closures by their closed-over values
 
+
+def test_memoize_with_hashed_zarr(tmp_path: Path) -> None:
     @memoize(HashedZarr(tmp_path / "cache.zarr"))
     def square(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        calls.append(1)
+        _SQUARE_CALLS.append(1)
         return values**2
 
+    _SQUARE_CALLS.clear()
     first = square(np.arange(4))
     second = square(np.arange(4))
     assert_same_tree(second, first)
-    assert len(calls) == 1
+    assert len(_SQUARE_CALLS) == 1
