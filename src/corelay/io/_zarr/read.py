@@ -25,7 +25,7 @@ from corelay.io._zarr.layout import (
     join,
 )
 
-__all__ = ["key_exists", "list_keys", "read_array", "read_key", "read_node"]
+__all__ = ["key_exists", "list_keys", "read_array", "read_key", "read_node", "scalar_of"]
 
 # Reads retried when the value changes under them before giving up.
 _READ_ATTEMPTS = 20
@@ -36,7 +36,8 @@ def _from_bits(bits: str) -> float:
     return value
 
 
-def _scalar(kind: str, stored: Any) -> Any:
+def scalar_of(kind: str, stored: Any) -> Any:
+    """The Python scalar of ``kind`` that a group's value attribute ``stored`` holds."""
     if kind == "float":
         return _from_bits(stored)
     if kind == "complex":
@@ -99,7 +100,7 @@ async def read_node(store: Store, path: str, document: dict[str, Any] | None = N
     if kind == "none":
         return None
     if kind in PYTHON_SCALARS:
-        return _scalar(kind, attributes.get(VALUE_ATTR))
+        return scalar_of(kind, attributes.get(VALUE_ATTR))
     if kind == "key":
         return await read_node(store, join(path, str(attributes.get(VALUE_ATTR))))
     return await _read_plain_group(store, path, kind == "keys")
