@@ -215,7 +215,8 @@ def test_hashed_read_only_store(tmp_path: Path) -> None:
         cache.write(np.ones(2), 2, None)
 
 
-def _group(path: Path) -> zarr.Group:
+def plain_group(path: Path) -> zarr.Group:
+    """A Zarr v3 root group at ``path``, made as another program makes one."""
     store = LocalStore(path)
     sync(
         store.set(
@@ -226,13 +227,13 @@ def _group(path: Path) -> zarr.Group:
     return zarr.Group(AsyncGroup(GroupMetadata(), StorePath(store)))
 
 
-def test_hashed_in_a_group(tmp_path: Path) -> None:
-    group = _group(tmp_path / "project.zarr").create_group("cache")
+def test_hashed_in_a_plain_group(tmp_path: Path) -> None:
+    group = plain_group(tmp_path / "project.zarr").create_group("cache")
     cache = HashedZarr(group)
     cache.write(np.ones(2), 1, None)
     name = cache.entry_name(1, None)
     assert (tmp_path / "project.zarr" / "cache" / name[:2] / name / "zarr.json").is_file()
-    again = _group(tmp_path / "project.zarr")["cache"]
+    again = plain_group(tmp_path / "project.zarr")["cache"]
     assert isinstance(again, zarr.Group)
     assert_same_tree(HashedZarr(again).read(1, None), np.ones(2))
 

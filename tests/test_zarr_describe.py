@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zarr
 
 from corelay.io.describe import describe_file, find_problems
 from corelay.io.errors import NoDataSource
 from corelay.io.storage import HashedZarr, ZarrStorage
 from tests.test_cli import run
+from tests.test_zarr import plain_group
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_validate_accepts_a_store_and_finds_problems(
 
 def test_a_store_of_another_program_reads_as_plain_groups(tmp_path: Path) -> None:
     path = tmp_path / "other.zarr"
-    root = zarr.open_group(path, mode="w")
+    root = plain_group(path)
     root.create_group("g").create_array("v", data=np.arange(3, dtype="<i2"))
     root.attrs["note"] = "made by zarr"
     (group,) = describe_file(path).entries
