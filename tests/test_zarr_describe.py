@@ -27,7 +27,8 @@ def store(tmp_path: Path) -> Path:
 def _value_dir(key: Path) -> Path:
     # The member a key's pointer names (see corelay.io._zarr).
     document = json.loads((key / "zarr.json").read_text())
-    return key / document["attributes"]["corelay.value"]
+    value: str = document["attributes"]["corelay.value"]
+    return key / value
 
 
 def test_inspect_shows_the_stored_tree(capsys: pytest.CaptureFixture[str], store: Path) -> None:
