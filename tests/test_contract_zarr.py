@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from corelay.io.storage import DataStorageBase, ZarrStorage
+from corelay.io.storage import DataStorageBase, Mode, ZarrStorage
 from corelay.io.testing import StorageTests
 from tests.seaweed import S3Server, prefix_of
 
@@ -12,7 +12,7 @@ from tests.seaweed import S3Server, prefix_of
 class TestZarrStorageDirectory(StorageTests):
     suffix = ".zarr"
 
-    def open(self, path: Path, mode: str) -> DataStorageBase:
+    def open(self, path: Path, mode: Mode) -> DataStorageBase:
         return ZarrStorage(path, mode)
 
 
@@ -26,5 +26,5 @@ class TestZarrStorageS3(StorageTests):
     def _server(self, s3_server: S3Server) -> None:
         self.server = s3_server
 
-    def open(self, path: Path, mode: str) -> DataStorageBase:
+    def open(self, path: Path, mode: Mode) -> DataStorageBase:
         return ZarrStorage(self.server.store(prefix_of(path)), mode)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from corelay.io.storage import DataStorageBase, ZarrStorage
+from corelay.io.storage import DataStorageBase, Mode, ZarrStorage
 from tests.backends import ZARR_PLAIN_READ, Backend
 from tests.seaweed import S3Server, prefix_of
 
@@ -24,7 +24,7 @@ __all__ = [
 def backend(s3_server: S3Server) -> Backend:
     """ZarrStorage on the test S3 server, under a prefix named by the test's path."""
 
-    def open_s3(path: Path, mode: str) -> DataStorageBase:
+    def open_s3(path: Path, mode: Mode) -> DataStorageBase:
         return ZarrStorage(s3_server.store(prefix_of(path)), mode)
 
     store = (

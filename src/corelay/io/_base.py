@@ -583,5 +583,5 @@ class FileStorage(DataStorageBase):
         checked = self._checked(key)
         self._check_writable()
         if not self._has_key(checked):
-            raise NoDataSource(f"no data at key {checked.text!r} in {str(self.path)!r}")
+            raise NoDataSource(f"no data at key {checked.text!r} in {self._where()}")
         self._delete_key(checked)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from corelay._typecheck import typechecked
-from corelay.io._base import FileStorage
+from corelay.io._base import FileStorage, Mode
 from corelay.io._keys import Key
 from corelay.io._zarr import ZarrStoreLike, require_zarr
 from corelay.io.errors import NoDataSource
@@ -43,11 +43,10 @@ class ZarrStorage(FileStorage):
     def __init__(
         self,
         store: ZarrStoreLike,
-        mode: str = "r",
+        mode: Mode = "r",
         data_key: str | None = None,
         *,
         compression: Literal["zstd", "gzip"] | None = "zstd",
-        **kwargs: Any,
     ) -> None:
         """Opens the store.
 
@@ -58,7 +57,6 @@ class ZarrStorage(FileStorage):
                 ``'a'`` reads and writes, creating the store if there is none.
             data_key: The key to address; may be given later with :meth:`at` or ``[]``.
             compression: How arrays are compressed: ``'zstd'``, ``'gzip'`` or ``None``.
-            **kwargs: Other parameters of the storage.
 
         Raises:
             ImportError: zarr is not installed (``pip install "corelay-io-storage[zarr]"``).
@@ -72,9 +70,9 @@ class ZarrStorage(FileStorage):
         from corelay.io._zarr.write import array_codecs
 
         if isinstance(store, str | os.PathLike):
-            super().__init__(Path(store), mode, data_key, **kwargs)
+            super().__init__(Path(store), mode, data_key)
         else:
-            self._set_parameters(mode, data_key, kwargs)
+            self._set_parameters(mode, data_key)
         array_codecs(compression)  # checked before the store is touched
         self.compression: Literal["zstd", "gzip"] | None = compression
         """How the arrays this storage writes are compressed."""
@@ -123,6 +121,12 @@ class ZarrStorage(FileStorage):
         from corelay.io._zarr.read import key_exists
 
         return run(key_exists(self.io, self._location.path(*key.names)))
+
+    def _delete_key(self, key: Key) -> None:
+        from corelay.io._zarr.layout import run
+        from corelay.io._zarr.write import delete_key
+
+        run(delete_key(self.io, self._location.path(*key.names)))
 
     def keys(self) -> KeysView[str]:
         """Lists the keys at the top level of the store, sorted.

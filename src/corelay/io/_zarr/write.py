@@ -40,6 +40,7 @@ __all__ = [
     "array_codecs",
     "array_metadata",
     "chunk_shape",
+    "delete_key",
     "replacing",
     "write_key",
     "write_tree",
@@ -249,6 +250,17 @@ async def replacing(
         await asyncio.gather(*(_delete_dir(store, join(path, name)) for name in stale))
     elif isinstance(old_version, str) and old_version.startswith(TEMP_PREFIX):
         await _delete_dir(store, join(path, old_version))
+
+
+async def delete_key(store: Store, path: str) -> None:
+    """Deletes the key at ``path``, its metadata document first.
+
+    That one object gone, every reader finds the key absent; its values and the keys below it
+    go after.
+    """
+    with suppress(FileNotFoundError):
+        await store.delete(join(path, METADATA))
+    await _delete_dir(store, path)
 
 
 async def _delete_dir(store: Store, prefix: str) -> None:
