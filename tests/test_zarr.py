@@ -252,3 +252,17 @@ def test_memoize_with_hashed_zarr(tmp_path: Path) -> None:
     second = square(np.arange(4))
     assert_same_tree(second, first)
     assert len(_SQUARE_CALLS) == 1
+
+
+def test_deleting_a_key_removes_it_and_leaves_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    with ZarrStorage(path, "w") as storage:
+        storage["a/b"] = np.arange(3)
+        storage["a/c"] = {"x": 1}
+        del storage["a/b"]
+        assert "a/b" not in storage and not (path / "a" / "b").exists()
+        assert storage["a/c"] == {"x": 1}
+        with pytest.raises(NoDataSource, match="'a/b'"):
+            del storage["a/b"]
+    with ZarrStorage(path, "r") as storage, pytest.raises(NoDataTarget):
+        del storage["a/c"]
