@@ -1,4 +1,4 @@
-"""The shared table of trees, for ZarrStorage on S3 (SeaweedFS); the contract is in
+"""The table of tree cases, for ZarrStorage on S3 (SeaweedFS); the contract is in
 test_contract_zarr."""
 
 from pathlib import Path
@@ -6,17 +6,16 @@ from pathlib import Path
 import pytest
 
 from corelay.io.storage import DataStorageBase, Mode, ZarrStorage
-from tests.backends import ZARR_PLAIN_READ, Backend
+from tests.backends import ZARR_PLAIN_READ, Backend, CaseBackend
 from tests.seaweed import S3Server, prefix_of
 
 # The tests below run here with the S3 backend (the fixture defined in this module).
-from tests.test_roundtrip import test_all_cases_in_one_file, test_round_trip
+from tests.test_cases import test_all_accepted_cases_in_one_file
 from tests.test_storage_contract import test_returned_write_is_visible_to_another_process
 
 __all__ = [
-    "test_all_cases_in_one_file",
+    "test_all_accepted_cases_in_one_file",
     "test_returned_write_is_visible_to_another_process",
-    "test_round_trip",
 ]
 
 
@@ -33,3 +32,9 @@ def backend(s3_server: S3Server) -> Backend:
         "__import__('tests.seaweed').seaweed.prefix_of(sys.argv[1])))"
     )
     return Backend("zarr-s3", ".zarr", open_s3, ZARR_PLAIN_READ.format(store=store))
+
+
+@pytest.fixture
+def case_backend(backend: Backend) -> CaseBackend:
+    """The case table's view of the S3 backend: every case in one store on S3."""
+    return CaseBackend(backend.name, backend.suffix, backend.open)
