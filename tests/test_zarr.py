@@ -266,3 +266,12 @@ def test_deleting_a_key_removes_it_and_leaves_the_others(tmp_path: Path) -> None
             del storage["a/b"]
     with ZarrStorage(path, "r") as storage, pytest.raises(NoDataTarget):
         del storage["a/c"]
+
+
+@pytest.mark.parametrize(
+    "value", [np.complex64(-0j), np.array([-0.0, -0.0]), np.float32(-0.0)], ids=repr
+)
+def test_negative_zeros_keep_their_sign(tmp_path: Path, value: Any) -> None:
+    with ZarrStorage(tmp_path / "s.zarr", "w") as storage:
+        storage["z"] = value
+        assert np.asarray(storage["z"]).tobytes() == np.asarray(value).tobytes()

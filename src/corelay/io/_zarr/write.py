@@ -13,6 +13,7 @@ from zarr.abc.codec import BytesBytesCodec
 from zarr.abc.store import Store
 from zarr.codecs import BytesCodec, GzipCodec, VLenUTF8Codec, ZstdCodec
 from zarr.core.array import AsyncArray
+from zarr.core.array_spec import ArrayConfig
 from zarr.core.dtype import parse_dtype
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import StorePath
@@ -166,7 +167,10 @@ async def _write_array(store: Store, node: _Array, compression: Compression) -> 
     metadata = array_metadata(data, node.attributes, compression)
     await store.set(join(node.path, METADATA), metadata.to_buffer_dict(PROTOTYPE)[METADATA])
     if data.size:
-        array = AsyncArray(metadata=metadata, store_path=StorePath(store, node.path))
+        # Every chunk is written: one equal to the fill value (0) would read back as the fill
+        # value, which loses the sign of a negative zero.
+        config = ArrayConfig(order="C", write_empty_chunks=True)
+        array = AsyncArray(metadata=metadata, store_path=StorePath(store, node.path), config=config)
         await array.setitem(..., data)
 
 
