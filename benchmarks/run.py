@@ -8,6 +8,9 @@ Run from the repository root, with this checkout importable (``pip install -e .`
     python benchmarks/run.py --smoke         # seconds: only checks that the benchmarks work
     python benchmarks/run.py --against-python PYTHON   # also compare with corelay 1.0.0
 
+Figures 15 to 17 measure the Zarr storages (``benchmarks/zarr_figures.py``; they need the
+``zarr`` extra).
+
 Every figure is a ratio measured in this one process, on the same data: the library's side and
 the reference's side run alternately, round by round (ABAB...), after a warm-up round, and the
 ratio is the median of one side over the median of the other. Memory figures are measured in a
@@ -1041,6 +1044,42 @@ def summary(rows: Sequence[Row]) -> str:
     return text + (f", {unmeasured} not measured" if unmeasured else "")
 
 
+def figure_zarr(report: Report, config: Config, big: Array, directory: Path) -> None:
+    """15 to 17: ZarrStorage over raw zarr, HashedZarr over HashedHDF5, processes over one."""
+    import zarr_figures  # needs zarr: imported only when these figures run
+
+    mib = size(config.big_mib, DESIGN_BIG_MIB)
+    data = big.reshape(-1, 1024)  # rows of 8 KiB: a view, chunked along the rows
+    timed_big = alternate(zarr_figures.big_sides(directory, data), config.rounds, config.warmup)
+    for what in ("write", "read"):
+        ratio_row(
+            report,
+            f"15 ZarrStorage {what} {mib} / raw zarr",
+            timed_big["ours"][what],
+            timed_big["zarr"][what],
+            1.10,
+        )
+    small = alternate(zarr_figures.small_sides(directory, config.ops), config.rounds, 0)
+    for what in ("write", "read"):
+        report.rows.append(
+            info_row(
+                f"16 HashedZarr {count(config.ops)} small {what}s / HashedHDF5",
+                small["ours"][what],
+                small["hdf5"][what],
+            )
+        )
+    workers = 4 if config.name != "smoke" else 2
+    sides = zarr_figures.process_sides(directory, max(1, config.ops // 4), workers)
+    timed_processes = alternate(sides, max(1, config.rounds // 3), 0)
+    report.rows.append(
+        info_row(
+            f"17 HashedZarr time per write, {workers} processes / 1 ({os.cpu_count()} CPUs)",
+            timed_processes["ours"]["per write"],
+            timed_processes["one"]["per write"],
+        )
+    )
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -1071,7 +1110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         config = Config(**{**config.__dict__, "rounds": args.rounds, "hash_rounds": args.rounds})
     wanted = (
-        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 15))
+        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 18))
     )
     against: str | None = args.against_python
     version = "1.0.0" if against is None else other_version(against)
@@ -1117,10 +1156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             (12, lambda: figure_lazy_slice(report, config, directory)),
             (13, lambda: figure_replace(report, config, directory)),
             (14, lambda: figure_big_memory(report, config, directory)),
+            (15, lambda: figure_zarr(report, config, big, directory)),
         ]
         for number, run_figure in figures:
-            # Figures 3 and 4, and 6 and 7, are measured together.
-            if not wanted & ({number, number + 1} if number in (3, 6) else {number}):
+            # Figures 3 and 4, 6 and 7, and 15 to 17 are measured together.
+            together = {3: {3, 4}, 6: {6, 7}, 15: {15, 16, 17}}.get(number, {number})
+            if not wanted & together:
                 continue
             print(f"... figure {number}", file=sys.stderr, flush=True)
             # Write back what earlier figures left dirty (nothing is dropped from the page

@@ -8,7 +8,14 @@ from typing import Any, NamedTuple, Protocol
 import h5py
 import numpy as np
 
-from corelay.io.storage import DataStorageBase, HashedHDF5, HDF5Storage, Mode, PickleStorage
+from corelay.io.storage import (
+    DataStorageBase,
+    HashedHDF5,
+    HDF5Storage,
+    Mode,
+    PickleStorage,
+    ZarrStorage,
+)
 
 
 class Backend(NamedTuple):
@@ -30,6 +37,16 @@ def _open_pickle(path: Path, mode: Mode) -> DataStorageBase:
     return PickleStorage(path, mode)
 
 
+def _open_zarr(path: Path, mode: Mode) -> DataStorageBase:
+    return ZarrStorage(path, mode)
+
+
+# A key's value is the member its group's attribute corelay.value names (see corelay.io._zarr).
+ZARR_PLAIN_READ = (
+    "import sys, zarr; key = zarr.open_group({store}, mode='r')['key']; "
+    "print(key[key.attrs['corelay.value']][4])"
+)
+
 BACKENDS: list[Backend] = [
     Backend(
         "hdf5",
@@ -43,6 +60,7 @@ BACKENDS: list[Backend] = [
         _open_pickle,
         "import pickle, sys; print(pickle.load(open(sys.argv[1], 'rb'))['data'][4])",
     ),
+    Backend("zarr", ".zarr", _open_zarr, ZARR_PLAIN_READ.format(store="sys.argv[1]")),
 ]
 
 
@@ -97,3 +115,7 @@ CASE_BACKENDS: list[CaseBackend] = [
 ]
 """Every backend the case table runs against: the keyed storages, and the hashed caches with
 each tree as the output of an entry."""
+
+FILE_BACKENDS: list[Backend] = [backend for backend in BACKENDS if backend.name != "zarr"]
+"""The backends whose store is one file with one writer (Zarr stores are directories that any
+number of writers share)."""

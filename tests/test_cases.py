@@ -22,7 +22,10 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def _contents(path: Path) -> object:
     """What a check of 'nothing was written' compares: every HDF5 object's name and
-    attributes, or the bytes of any other file."""
+    attributes, the bytes of any other file, or of every file of a directory (Zarr)."""
+    if path.is_dir():
+        files = (item for item in path.rglob("*") if item.is_file())
+        return {str(item.relative_to(path)): item.read_bytes() for item in files}
     if path.read_bytes()[:8] != _HDF5_SIGNATURE:
         return path.read_bytes()
     members: list[tuple[str, list[tuple[str, str]]]] = []

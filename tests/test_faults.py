@@ -23,8 +23,16 @@ from corelay.io import journal
 from corelay.io._hdf5 import write as hdf5_write
 from corelay.io.journal import JournaledFile, journal_path
 from corelay.io.storage import HDF5Storage, Mode, PickleStorage
-from tests.backends import Backend
+from tests.backends import FILE_BACKENDS, Backend
 from tests.cases import assert_same_tree
+
+
+@pytest.fixture(params=FILE_BACKENDS, ids=[backend.name for backend in FILE_BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The file backends: locks, file-size limits and held files are about single files."""
+    selected: Backend = request.param
+    return selected
+
 
 _ROOT = Path(__file__).parent.parent
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *sys.path])}

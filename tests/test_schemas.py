@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from corelay.cli import main
 from corelay.io.describe import describe_file
 from corelay.io.schemas import SCHEMA_MODELS, json_schemas, schema_text, write_schemas
-from corelay.io.storage import HDF5Storage
+from corelay.io.storage import HDF5Storage, ZarrStorage
 from corelay.io.tree import validate
 from tests.cases import TREE_CASES
 
@@ -87,12 +87,19 @@ def test_file_description_schema_validates_descriptions(name: str) -> None:
     assert not [error.message for error in validator.iter_errors(instance)]
 
 
-def test_file_description_schema_validates_a_file_of_every_tree_case(tmp_path: Path) -> None:
-    path = tmp_path / "cases.h5"
-    with HDF5Storage(path, "w") as storage:
+@pytest.mark.parametrize(
+    ("storage_class", "name", "file_format"),
+    [(HDF5Storage, "cases.h5", "hdf5"), (ZarrStorage, "cases.zarr", "zarr")],
+)
+def test_file_description_schema_validates_a_store_of_every_tree_case(
+    tmp_path: Path, storage_class: type[HDF5Storage | ZarrStorage], name: str, file_format: str
+) -> None:
+    path = tmp_path / name
+    with storage_class(path, "w") as storage:
         for case_id, tree in TREE_CASES:
             storage[case_id] = tree
     validator: Any = Draft202012Validator(_committed("file-description.json"))
     instance = json.loads(describe_file(path).model_dump_json())
+    assert instance["format"] == file_format
     assert not [error.message for error in validator.iter_errors(instance)]
-    assert not validator.is_valid({**instance, "format": "zarr"})
+    assert not validator.is_valid({**instance, "format": "tiff"})

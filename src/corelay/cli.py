@@ -230,7 +230,9 @@ def format_description(description: FileDescription) -> list[str]:
     Returns:
         The lines: a header, then one line per node, indented by depth.
     """
-    file_format = "HDF5 file" if description.format == "hdf5" else "pickle file"
+    file_format = {"hdf5": "HDF5 file", "pickle": "pickle file", "zarr": "Zarr store"}[
+        description.format
+    ]
     what = "records" if description.format == "pickle" else "keys"
     count = len(description.entries)
     header = f"{description.path}: {file_format}, {_size(description.file_bytes)}"

@@ -19,6 +19,7 @@ from corelay.io.errors import CacheWarning
 from corelay.io.storage import (
     DataStorageBase,
     HashedHDF5,
+    HashedZarr,
     HDF5Storage,
     LazyArray,
     NoDataSource,
@@ -26,6 +27,7 @@ from corelay.io.storage import (
     NoStorage,
     PickleStorage,
     Storable,
+    ZarrStorage,
 )
 
 __all__ = [
@@ -33,10 +35,12 @@ __all__ = [
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",
+    "HashedZarr",
     "LazyArray",
     "NoDataSource",
     "NoDataTarget",
     "NoStorage",
     "PickleStorage",
     "Storable",
+    "ZarrStorage",
 ]

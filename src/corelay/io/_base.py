@@ -391,7 +391,9 @@ class FileStorage(DataStorageBase):
 
     1. ``__init__(path, mode, data_key, **kwargs)``: this class checks the mode, the key and
        the parameters, and that a file to read exists; the format's ``__init__`` then opens the
-       file (and may index it), setting :attr:`io`.
+       file (and may index it), setting :attr:`io`. A store that is not one file (a Zarr store
+       object) calls ``_set_parameters(mode, data_key)`` instead, for the same checks
+       without the file's, and overrides ``_where()``, which names the store in messages.
     2. ``_closed()``: whether the file is closed. Checked before every hook below: a closed
        storage raises ``ValueError`` and calls no hook.
     3. ``_read_key(key)``: returns the tree stored at the :class:`~corelay.io._keys.Key`
@@ -421,6 +423,14 @@ class FileStorage(DataStorageBase):
     _any_text: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike[str], mode: Mode, data_key: str | None) -> None:
+        self._set_parameters(mode, data_key)
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(f"no {self._format} file at {str(path)!r}")
+        self.path = Path(path)
+        """The file, as given when the storage was opened."""
+
+    def _set_parameters(self, mode: Mode, data_key: str | None) -> None:
+        # The checks of __init__ that need no file: a store that is not a file starts here.
         self.mode: Mode = _check_mode(mode)
         """The mode the file was opened in, ``'r'``, ``'w'`` or ``'a'``."""
         if data_key is None:
@@ -429,10 +439,10 @@ class FileStorage(DataStorageBase):
             super().__init__(data_key=data_key)
         if data_key is not None:
             split_key(data_key)
-        if mode == "r" and not os.path.exists(path):
-            raise FileNotFoundError(f"no {self._format} file at {str(path)!r}")
-        self.path = Path(path)
-        """The file, as given when the storage was opened."""
+
+    def _where(self) -> str:
+        # How messages name the store.
+        return repr(str(self.path))
 
     @abstractmethod
     def _closed(self) -> bool: ...
@@ -477,9 +487,7 @@ class FileStorage(DataStorageBase):
 
     def _checked(self, key: str | None) -> Key:
         if self._closed():
-            raise ValueError(
-                f"I/O operation on a closed {type(self).__name__} ({str(self.path)!r})"
-            )
+            raise ValueError(f"I/O operation on a closed {type(self).__name__} ({self._where()})")
         if key is None:
             raise TypeError(
                 f"{type(self).__name__} has no data_key: set it, or use storage[key] or at()"
@@ -493,12 +501,12 @@ class FileStorage(DataStorageBase):
 
     def _check_writable(self) -> None:
         if self.mode == "r":
-            raise NoDataTarget(f"{type(self).__name__} {str(self.path)!r} is open read-only ('r')")
+            raise NoDataTarget(f"{type(self).__name__} {self._where()} is open read-only ('r')")
 
     def __repr__(self) -> str:
         closed = " (closed)" if self._closed() else ""
         return (
-            f"<{type(self).__name__} {str(self.path)!r} mode={self.mode!r} "
+            f"<{type(self).__name__} {self._where()} mode={self.mode!r} "
             f"data_key={self._key()!r}{closed}>"
         )
 
@@ -575,5 +583,5 @@ class FileStorage(DataStorageBase):
         checked = self._checked(key)
         self._check_writable()
         if not self._has_key(checked):
-            raise NoDataSource(f"no data at key {checked.text!r} in {str(self.path)!r}")
+            raise NoDataSource(f"no data at key {checked.text!r} in {self._where()}")
         self._delete_key(checked)

@@ -210,11 +210,11 @@ class FileDescription(BaseModel):
     path: str
     """The file, as given."""
 
-    format: Literal["hdf5", "pickle"]
-    """The file format."""
+    format: Literal["hdf5", "pickle", "zarr"]
+    """The file format; 'zarr' for a local Zarr v3 store (a directory)."""
 
     file_bytes: int
-    """The size of the file in bytes."""
+    """The size of the file in bytes; for a Zarr store, of the files in its directory."""
 
     key: str | None = None
     """The key that was described, or None for the whole file."""

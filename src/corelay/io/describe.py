@@ -1,9 +1,11 @@
 """Descriptions of storage files, made from their metadata: what ``corelay-io inspect`` shows.
 
 :func:`describe_file` describes an HDF5 file (written by :class:`~corelay.io.storage.HDF5Storage`,
-:class:`~corelay.io.storage.HashedHDF5`, corelay 1.0.0 or any other tool) or a
-:class:`~corelay.io.storage.PickleStorage` file as a :class:`FileDescription`: the tree of names,
-node kinds, dtypes, shapes and sizes, with one entry per cached output for HashedHDF5 groups. Each
+:class:`~corelay.io.storage.HashedHDF5`, corelay 1.0.0 or any other tool), a
+:class:`~corelay.io.storage.PickleStorage` file or a local Zarr v3 store (a directory, written by
+:class:`~corelay.io.storage.ZarrStorage` or another program) as a :class:`FileDescription`: the
+tree of names, node kinds, dtypes, shapes and sizes, with one entry per cached output for
+HashedHDF5 groups. Zarr arrays are described from their metadata documents too. Each
 node that the library cannot hold carries a ``problem``; :func:`find_problems` lists them with
 their paths.
 
@@ -41,6 +43,7 @@ from corelay.io._hashed import (
 from corelay.io._hdf5.describe import describe_hdf5
 from corelay.io._keys import split_key
 from corelay.io._pickle.describe import describe_pickle
+from corelay.io._zarr import require_zarr
 
 __all__ = [
     "VALUE_BYTES",
@@ -61,6 +64,9 @@ __all__ = [
 ]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# The root group document of a Zarr v3 store (the format's METADATA; named here so that
+# detecting a store does not import zarr).
+_ZARR_METADATA = "zarr.json"
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 
@@ -68,10 +74,10 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle")
 def describe_file(
     path: str | Path, key: str | None = None, progress: Progress | None = None
 ) -> FileDescription:
-    """Describes an HDF5 or pickle storage file, or one key of it.
+    """Describes an HDF5 or pickle storage file or a local Zarr store, or one key of it.
 
     Args:
-        path: The file.
+        path: The file, or the directory of a Zarr store (which needs the ``zarr`` extra).
         key: A key: a path of groups like ``'a/b'`` in an HDF5 file, a record key in a pickle
             file. ``None`` describes every key.
         progress: Called with the number of nodes (HDF5) or records (pickle) described so far.
@@ -79,7 +85,8 @@ def describe_file(
     Raises:
         FileNotFoundError: There is no file at ``path``.
         NotAStorageFileError: The file is neither HDF5 nor a file of pickle records, or it is
-            truncated or damaged.
+            truncated or damaged; or the directory is not a Zarr v3 store.
+        ImportError: ``path`` is a Zarr store and zarr is not installed.
         NoDataSource: The file has no entry at ``key``.
         ValueError: ``key`` is not a valid key, or an
             :class:`~corelay.io.storage.UnreadableNodeError`: its path goes through an external
@@ -95,9 +102,11 @@ def describe_file(
     status = file_path.stat()
     if not stat.S_ISREG(status.st_mode) and not stat.S_ISDIR(status.st_mode):  # a FIFO hangs
         raise NotAStorageFileError(f"{str(path)!r} is not a regular file")
+    report: Progress = progress if progress is not None else _no_progress
+    if stat.S_ISDIR(status.st_mode):
+        return _describe_directory(file_path, str(path), key, report)
     size = status.st_size
     file_format = _detect_format(file_path, size)
-    report: Progress = progress if progress is not None else _no_progress
     if file_format == "hdf5":
         entries = describe_hdf5(file_path, key, report)
     else:
@@ -152,6 +161,21 @@ def _child_path(
     ):
         return f"{path}[{child.name}]"  # an index, or the repr of a key that is not a str
     return f"{path}[{child.name!r}]"
+
+
+def _describe_directory(
+    path: Path, given: str, key: str | None, progress: Progress
+) -> FileDescription:
+    if not (path / _ZARR_METADATA).is_file():
+        raise NotAStorageFileError(f"{given!r} is a directory that is not a Zarr v3 store")
+    require_zarr("Describing a Zarr store")
+    from corelay.io._zarr.describe import describe_zarr
+
+    entries = describe_zarr(path, key, progress)
+    size = sum(
+        item.stat().st_size for item in path.rglob("*") if item.is_file() and not item.is_symlink()
+    )
+    return FileDescription(path=given, format="zarr", file_bytes=size, key=key, entries=entries)
 
 
 def _no_progress(done: int, total: int | None) -> None:

@@ -1,15 +1,18 @@
-"""Read and write the intermediate results of analysis pipelines in HDF5 and pickle files.
+"""Read and write the intermediate results of analysis pipelines in HDF5, pickle and Zarr stores.
 
-Every class of the reference API is imported from here. Each file format owns its module:
+Every class of the reference API is imported from here. Each format owns its module:
 :class:`HDF5Storage` and :class:`HashedHDF5` are built on the HDF5 format, :class:`PickleStorage`
-on the pickle format; :class:`DataStorageBase` is the base class of them all.
+on the pickle format, :class:`ZarrStorage` and :class:`HashedZarr` on the Zarr format (which
+needs the ``zarr`` extra); :class:`DataStorageBase` is the base class of them all.
 """
 
 from corelay.io._base import DataStorageBase, Mode, NoStorage, Storable, StorageParams
 from corelay.io._hashed import HashedHDF5
+from corelay.io._hashed_zarr import HashedZarr
 from corelay.io._hdf5 import UnreadableNodeError
 from corelay.io._hdf5.storage import HDF5Storage
 from corelay.io._pickle.storage import PickleStorage
+from corelay.io._zarr.storage import ZarrStorage
 from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.lazy import LazyArray
 from corelay.io.tree import RecursiveHashTuple, RecursiveNumPyArrayTuple, StringInfo, TreeInput
@@ -18,6 +21,7 @@ __all__ = [
     "DataStorageBase",
     "HDF5Storage",
     "HashedHDF5",
+    "HashedZarr",
     "LazyArray",
     "Mode",
     "NoDataSource",
@@ -31,4 +35,5 @@ __all__ = [
     "StringInfo",
     "TreeInput",
     "UnreadableNodeError",
+    "ZarrStorage",
 ]

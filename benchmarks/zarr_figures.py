@@ -1,0 +1,123 @@
+"""The sides of the Zarr figures of ``run.py``: ZarrStorage against raw zarr, HashedZarr against
+HashedHDF5, and writer processes. Each side returns ``{metric: seconds}`` for one round."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from corelay.io._zarr.write import chunk_shape
+from corelay.io.journal import open_journaled
+from corelay.io.storage import HashedHDF5, HashedZarr, ZarrStorage
+
+Side = Callable[[], dict[str, float]]
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timed(operation: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    operation()
+    return time.perf_counter() - start
+
+
+def big_sides(directory: Path, data: np.ndarray) -> dict[str, Side]:
+    """ZarrStorage and raw zarr (zstd, the same chunks), each writing then reading ``data``."""
+    chunks = chunk_shape(data.shape, data.dtype.itemsize)
+    ours, raw = directory / "ours.zarr", directory / "raw.zarr"
+
+    def ours_side() -> dict[str, float]:
+        with ZarrStorage(ours, "w") as storage:
+            write = _timed(lambda: storage.__setitem__("a", data))
+        with ZarrStorage(ours, "r") as storage:
+            read = _timed(lambda: storage["a"])
+        return {"write": write, "read": read}
+
+    def raw_side() -> dict[str, float]:
+        def write() -> None:
+            shutil.rmtree(raw, ignore_errors=True)
+            array = zarr.create_array(
+                str(raw), shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=ZstdCodec()
+            )
+            array[...] = data
+
+        written = _timed(write)
+        read = _timed(lambda: zarr.open_array(str(raw), mode="r")[...])
+        return {"write": written, "read": read}
+
+    return {"ours": ours_side, "zarr": raw_side}
+
+
+def small_sides(directory: Path, count: int) -> dict[str, Side]:
+    """HashedZarr and HashedHDF5, each writing then reading ``count`` small entries."""
+    outputs = [np.full(16, index, dtype=np.float64) for index in range(count)]
+    zarr_path, hdf5_path = directory / "cache.zarr", directory / "cache.h5"
+
+    def run(cache: HashedZarr | HashedHDF5) -> dict[str, float]:
+        def write() -> None:
+            for index, output in enumerate(outputs):
+                cache.write(output, index, None)
+
+        def read() -> None:
+            for index in range(count):
+                cache.read(index, None)
+
+        return {"write": _timed(write), "read": _timed(read)}
+
+    def zarr_side() -> dict[str, float]:
+        shutil.rmtree(zarr_path, ignore_errors=True)
+        return run(HashedZarr(zarr_path))
+
+    def hdf5_side() -> dict[str, float]:
+        file = open_journaled(hdf5_path, "w")
+        try:
+            return run(HashedHDF5(file))
+        finally:
+            file.close()
+
+    return {"ours": zarr_side, "hdf5": hdf5_side}
+
+
+_WRITER = """
+import sys, numpy as np
+from corelay.io.storage import HashedZarr
+cache = HashedZarr(sys.argv[1])
+process, count = int(sys.argv[2]), int(sys.argv[3])
+for index in range(count):
+    cache.write(np.full(16, index, dtype=np.float64), (process, index), None)
+"""
+
+
+def process_sides(directory: Path, count: int, workers: int) -> dict[str, Side]:
+    """``workers`` processes and one process, each writing ``count`` entries into a HashedZarr;
+    the metric is the seconds per write of all processes together."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT / "src"), *sys.path])}
+
+    def side(running: int) -> Side:
+        def measure() -> dict[str, float]:
+            path = directory / f"processes-{running}.zarr"
+            shutil.rmtree(path, ignore_errors=True)
+            start = time.perf_counter()
+            started = [
+                subprocess.Popen(
+                    [sys.executable, "-c", _WRITER, str(path), str(process), str(count)], env=env
+                )
+                for process in range(running)
+            ]
+            if any(process.wait() != 0 for process in started):
+                raise RuntimeError("a HashedZarr writer process failed")
+            return {"per write": (time.perf_counter() - start) / (running * count)}
+
+        return measure
+
+    return {"ours": side(workers), "one": side(1)}
