@@ -12,6 +12,7 @@ import pytest
 from h5py import h5d
 
 from corelay.io import _hashed, _hdf5
+from corelay.io._hashed_meta import stored_meta_json
 from corelay.io._hdf5 import KIND_ATTR
 from corelay.io._keys import TEMP_PREFIX
 from corelay.io.describe import (
@@ -454,7 +455,7 @@ def test_metadata_json_or_tree_reads_back(store: HashedHDF5) -> None:
         assert_same_tree(store.read_meta(ext_hash(meta)), meta)
     stored = store.base[f"{_hashed.META_GROUP}/{ext_hash(plain)}"]
     assert isinstance(stored, h5py.Dataset) and KIND_ATTR not in stored.attrs
-    assert _hashed.stored_meta_json(stored) is not None  # one dataset, readable by plain h5py
+    assert stored_meta_json(stored) is not None  # one dataset, readable by plain h5py
     assert isinstance(store.base[f"{_hashed.META_GROUP}/{ext_hash(rich)}"], h5py.Group)
     with pytest.raises(NoDataSource):
         store.read_meta("0" * 32)

@@ -6,11 +6,10 @@ reads the trees.
 
 import contextlib
 import json
-import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import h5py
 import numpy as np
@@ -19,8 +18,9 @@ from h5py._objects import ObjectID
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5
+from corelay.io._hashed_meta import META_GROUP, meta_json_text, store_meta, stored_meta_json, where
 from corelay.io._hdf5 import KIND_ATTR
-from corelay.io._keys import TEMP_PREFIX, name_problem
+from corelay.io._keys import TEMP_PREFIX
 from corelay.io.errors import NoDataSource, NoDataTarget
 from corelay.io.hashing import ext_hash
 from corelay.io.tree import Node, TreeInput, validate
@@ -34,7 +34,6 @@ __all__ = [
     "HashedOutput",
     "entry_path",
     "parse_entry_attr",
-    "stored_meta_json",
 ]
 
 if TYPE_CHECKING:
@@ -47,8 +46,6 @@ else:
 #: The attribute that makes an object an entry: ``'input=<hash> output=<hash> meta=<hash>'``, a
 #: fixed-length ASCII string, written last.
 ENTRY_ATTR = "corelay.hashed_entry"
-#: The group in ``base`` that holds each distinct metadata tree once, named by its hash.
-META_GROUP = ".corelay-meta"
 #: Entries are spread over groups named by the first this many digits of their names.
 SHARD_DIGITS = 2
 
@@ -84,21 +81,6 @@ def parse_entry_attr(value: object) -> EntryHashes | None:
     if [key for key, _, _ in fields] != list(_ENTRY_FIELDS):
         return None
     return EntryHashes(*(hashed for _, _, hashed in fields))
-
-
-def stored_meta_json(obj: h5py.Group | h5py.Dataset) -> str | None:
-    """The JSON text of a metadata tree in :data:`META_GROUP`, or ``None`` if not stored so.
-
-    Metadata that JSON holds exactly is stored as one scalar string dataset without a
-    ``corelay.kind`` attribute (a str written by the HDF5 codec always has one); other
-    metadata in the HDF5 codec's layout.
-    """
-    if not isinstance(obj, h5py.Dataset) or obj.shape != () or h5a.exists(obj.id, _KIND_KEY):
-        return None
-    if h5py.check_string_dtype(obj.dtype) is None:
-        return None
-    text: object = obj.asstr()[()]
-    return text if isinstance(text, str) else None
 
 
 def _entry_attr(input_hash: str, output_hash: str, meta_hash: str) -> bytes:
@@ -184,7 +166,7 @@ def _exists(base: h5py.Group, path: bytes) -> bool:
         return base.id.links.exists(path)
     except RuntimeError as error:
         parent = path.rpartition(b"/")[0].decode()
-        raise ValueError(f"{parent!r} in {_where(base)} is not a group") from error
+        raise ValueError(f"{parent!r} in {where(base)} is not a group") from error
 
 
 def _unlink(group: h5g.GroupID, name: bytes) -> None:
@@ -264,7 +246,7 @@ class HashedHDF5:
         name = _entry_name(ext_hash(data_in), ext_hash(meta))
         entry = _find_entry(base, name)
         if entry is None:
-            raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
+            raise NoDataSource(f"no entry {name} for this input and meta in {where(base)}")
         try:
             if isinstance(entry, h5d.DatasetID):
                 if not h5a.exists(entry, _KIND_KEY):  # a plain array, the common case
@@ -275,7 +257,7 @@ class HashedHDF5:
                 return _hdf5.read_node(h5py.Group(entry))
             raise KeyError("not an entry written by HashedHDF5")
         except KeyError as error:
-            raise NoDataSource(f"incomplete entry {name} in {_where(base)}: {error}") from error
+            raise NoDataSource(f"incomplete entry {name} in {where(base)}: {error}") from error
 
     def read_meta(self, meta_hash: str) -> Any:
         """Returns the metadata tree stored under ``meta_hash``.
@@ -302,7 +284,7 @@ class HashedHDF5:
             return _hdf5.read_node(dataset)
         if isinstance(found, h5g.GroupID):
             return _hdf5.read_node(h5py.Group(found))
-        raise NoDataSource(f"no metadata {meta_hash} in {_where(base)}")
+        raise NoDataSource(f"no metadata {meta_hash} in {where(base)}")
 
     def write(self, data_out: HashedOutput, data_in: Any, meta: Any) -> None:
         """Stores ``data_out`` as the output produced from ``data_in`` with ``meta``.
@@ -350,7 +332,7 @@ class HashedHDF5:
         meta_path = _META_KEY + b"/" + meta_hash.encode()
         # Equal hashes are equal trees: a stored metadata tree was validated when stored.
         new_meta = new_meta_group or not _exists(base, meta_path)
-        meta_json = _meta_json(meta) if new_meta else None
+        meta_json = meta_json_text(meta) if new_meta else None
         meta_node = validate(meta, "meta") if new_meta and meta_json is None else None
         input_hash = ext_hash(data_in)
         attr = _entry_attr(input_hash, ext_hash(data_out), meta_hash)
@@ -365,7 +347,7 @@ class HashedHDF5:
         # in the one flush at the end, which a journaled file makes atomic.
         try:
             if new_meta:
-                _store_meta(base, new_meta_group, meta_hash, meta, meta_node, meta_json)
+                store_meta(base, new_meta_group, meta_hash, meta, meta_node, meta_json)
             if new_shard:
                 h5g.create(base.id, shard, gcpl=_GROUP_CREATE)
             with _hdf5.replacing(base.id, path) as target:
@@ -444,7 +426,7 @@ class HashedHDF5:
         file = self._writable_file(base)
         name = _entry_name(ext_hash(data_in), ext_hash(meta))
         if _find_entry(base, name) is None:
-            raise NoDataSource(f"no entry {name} for this input and meta in {_where(base)}")
+            raise NoDataSource(f"no entry {name} for this input and meta in {where(base)}")
 
         def unlink_entry() -> None:
             for path in (entry_path(name).encode(), _temp_path(name)):
@@ -509,67 +491,3 @@ def _change(file: h5py.File, change: Callable[[], None]) -> None:
     with _hdf5.interrupts_deferred():
         change()
         file.flush()
-
-
-def _store_meta(
-    base: h5py.Group,
-    new_group: bool,
-    meta_hash: str,
-    meta: object,
-    meta_node: Node | None,
-    meta_json: str | None,
-) -> None:
-    if new_group:
-        meta_group = _hdf5.create_group(base, META_GROUP)
-    else:
-        found = h5o.open(base.id, _META_KEY)
-        if not isinstance(found, h5g.GroupID):
-            raise ValueError(f"{META_GROUP!r} in {_where(base)} is not a group")
-        meta_group = h5py.Group(found)
-    with _hdf5.replacing(meta_group.id, meta_hash.encode()) as target:
-        if meta_json is not None:
-            # One dataset instead of a group of datasets: the same metadata, at a fraction of
-            # the cost, for the many pipelines whose metadata JSON holds exactly.
-            _hdf5.create_dataset(meta_group.id, target, np.array(meta_json, dtype=_JSON_DTYPE))
-        else:
-            _hdf5.write_node(meta_group, target.decode(), meta, cast(Node, meta_node))
-
-
-_JSON_DTYPE = h5py.string_dtype()
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-# Deeper metadata goes through the HDF5 codec.
-_JSON_DEPTH = 32
-
-
-def _meta_json(meta: object) -> str | None:
-    """The JSON text of ``meta`` if JSON holds it exactly, else ``None``."""
-    return json.dumps(meta, allow_nan=False) if _json_exact(meta, 0) else None
-
-
-def _json_exact(value: object, depth: int) -> bool:
-    """Tells whether JSON reads ``value`` back as the HDF5 codec would: same types and values.
-
-    Tuples (JSON makes them lists), bytes, complex numbers, NumPy values and non-finite floats
-    do not qualify; neither do dict keys that the stored tree refuses.
-    """
-    kind = type(value)
-    if value is None or kind is bool or kind is str:
-        return True
-    if kind is int:
-        return _INT64_MIN <= cast(int, value) <= _INT64_MAX
-    if kind is float:
-        return math.isfinite(cast(float, value))  # repr, which json uses, round-trips exactly
-    if depth >= _JSON_DEPTH:
-        return False
-    if kind is list:
-        return all(_json_exact(item, depth + 1) for item in cast("list[object]", value))
-    if kind is dict or kind is OrderedDict:
-        return all(
-            type(key) is str and name_problem(key) is None and _json_exact(item, depth + 1)
-            for key, item in cast("dict[object, object]", value).items()
-        )
-    return False
-
-
-def _where(base: h5py.Group) -> str:
-    return f"group {base.name!r} of {base.file.filename!r}"

@@ -28,8 +28,8 @@ from corelay.io._hashed import (
     SHARD_DIGITS,
     EntryHashes,
     parse_entry_attr,
-    stored_meta_json,
 )
+from corelay.io._hashed_meta import stored_meta_json
 from corelay.io._hdf5 import DTYPE_ATTR, KIND_ATTR, get_str_attr
 from corelay.io._hdf5.describe_values import (
     UNREADABLE,

@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 
 from corelay._typecheck import typechecked
 from corelay.io import _hdf5
-from corelay.io._base import FileStorage, Mode
+from corelay.io._base import Mode
+from corelay.io._file_storage import FileStorage
 from corelay.io._hdf5.layout import PLAIN_KINDS, memory_type, str_attr
 from corelay.io._hdf5.lazy import DatasetSource
 from corelay.io._hdf5.write import Compression, check_compression, create_resizable

@@ -5,7 +5,8 @@ from collections.abc import KeysView
 from typing import IO, Any
 
 from corelay._typecheck import typechecked
-from corelay.io._base import FileStorage, Mode
+from corelay.io._base import Mode
+from corelay.io._file_storage import FileStorage
 from corelay.io._keys import Key
 from corelay.io._pickle import records
 from corelay.io.errors import NoDataSource, NoDataTarget

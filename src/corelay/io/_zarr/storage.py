@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from corelay._typecheck import typechecked
-from corelay.io._base import FileStorage, Mode
+from corelay.io._base import Mode
+from corelay.io._file_storage import FileStorage
 from corelay.io._keys import Key
 from corelay.io._zarr import ZarrStoreLike, require_zarr
 from corelay.io.errors import NoDataSource
