@@ -11,12 +11,11 @@ have no such payloads, and load as usual.
 
 import io
 import mmap
-import pickle
 import pickletools
 import struct
-from typing import IO, Any
+from typing import Any
 
-from corelay.io._pickle.safe import CorruptRecordError, TreeUnpickler
+from corelay.io._pickle.safe import CorruptRecordError, unpickle
 
 #: Payloads from this size up are mapped (smaller ones sit inside frames, and cost little).
 MAPPED_BYTES = 64 * 1024
@@ -96,16 +95,4 @@ def load_mapped(mapping: mmap.mmap, start: int, where: str) -> object:
     parts.append(view[position:end])
     stream = b"".join(parts)
     view.release()
-    return _unpickle(stream, buffers, where)
-
-
-def _unpickle(stream: bytes, buffers: list[memoryview], where: str) -> object:
-    file: IO[bytes] = io.BytesIO(stream)
-    try:
-        return TreeUnpickler(file, where, buffers).load()
-    except pickle.UnpicklingError:
-        raise
-    except Exception as error:
-        raise CorruptRecordError(
-            f"{where}: not a record ({type(error).__name__}: {error})"
-        ) from error
+    return unpickle(io.BytesIO(stream), where, buffers)

@@ -253,9 +253,9 @@ class TreePickler(pickle.Pickler):
 # ---------------------------------------------------------------------------------- writing
 
 
-def unpickle(file: IO[bytes], where: str) -> object:
+def unpickle(file: IO[bytes], where: str, buffers: list[memoryview] | None = None) -> object:
     try:
-        return TreeUnpickler(file, where).load()
+        return TreeUnpickler(file, where, buffers).load()
     except pickle.UnpicklingError:
         raise
     except Exception as error:
