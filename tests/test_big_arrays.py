@@ -13,7 +13,7 @@ import pytest
 from h5py import h5d
 
 from corelay.cli import main
-from corelay.io._hdf5.write import CHUNK_BYTES, chunk_shape
+from corelay.io._hdf5.write import CHUNK_BYTES, Compression, chunk_shape
 from corelay.io.journal import JournaledFile
 from corelay.io.storage import HDF5Storage, LazyArray, NoDataSource, NoDataTarget
 
@@ -27,10 +27,10 @@ def _maps(rows: int = 64) -> np.ndarray[Any, Any]:
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lzf", "zstd"])
-def test_a_storage_compresses_what_it_writes(tmp_path: Path, compression: str) -> None:
+def test_a_storage_compresses_what_it_writes(tmp_path: Path, compression: Compression) -> None:
     path = tmp_path / "c.h5"
     maps = _maps()
-    with HDF5Storage(path, "w", compression=compression) as storage:  # type: ignore[arg-type]
+    with HDF5Storage(path, "w", compression=compression) as storage:
         storage["tree"] = {"maps": maps, "small": np.arange(4.0), "n": 3}
         back = storage["tree"]
     np.testing.assert_array_equal(back["maps"], maps)
@@ -52,11 +52,11 @@ def test_uncompressed_by_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lzf"])
-def test_files_stay_plain_hdf5(tmp_path: Path, compression: str) -> None:
+def test_files_stay_plain_hdf5(tmp_path: Path, compression: Compression) -> None:
     """h5py alone, in a process that never imports this package, reads gzip and lzf arrays."""
     path = tmp_path / "plain.h5"
     maps = _maps(8)
-    with HDF5Storage(path, "w", compression=compression) as storage:  # type: ignore[arg-type]
+    with HDF5Storage(path, "w", compression=compression) as storage:
         storage["maps"] = maps
     script = (
         "import sys, h5py, numpy as np\n"
@@ -87,6 +87,7 @@ def test_write_overrides_the_storage_default(tmp_path: Path) -> None:
 
 def test_unknown_compression_is_refused_before_the_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "x.h5"
+    # Each call below is wrong on purpose: the type checkers refuse it, and so must run time.
     with pytest.raises(TypeError, match="brotli"):
         HDF5Storage(path, "w", compression="brotli")  # type: ignore[arg-type]
     assert not path.exists()
