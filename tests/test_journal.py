@@ -127,13 +127,13 @@ def _apply_to_model(model: bytearray, operation: tuple[str, int, bytes]) -> None
 
 
 def _model_file(
-    path: Path, operations: list[tuple[str, int, bytes]]
+    path: Path, operations: list[tuple[str, int, bytes]], keep_tail: bool = False
 ) -> tuple[JournaledFile, bytearray, bytes]:
     """Opens ``path`` and applies ``operations``; returns the file, the model, the last commit."""
     path.write_bytes(b"committed initial content")
     model = bytearray(path.read_bytes())
     committed = bytes(model)
-    file = JournaledFile(path, "r+")
+    file = JournaledFile(path, "r+", keep_tail=keep_tail)
     for operation in operations:
         kind, offset, data = operation
         _apply_to_model(model, operation)
@@ -147,6 +147,7 @@ def _model_file(
             committed = bytes(model)
         file.seek(0)
         assert file.read(len(model))[: len(model)] == bytes(model)  # reads see pending writes
+        assert file.seek(0, os.SEEK_END) == len(model)
     return file, model, committed
 
 
@@ -398,23 +399,6 @@ def test_a_kept_tail_reads_as_the_file_would_without_it(
 ) -> None:
     """With ``keep_tail``, a flush that ends by truncating leaves the bytes, reading as zeros."""
     path = tmp_path_factory.mktemp("tail") / "f.bin"
-    path.write_bytes(b"committed initial content")
-    model = bytearray(path.read_bytes())
-    file = JournaledFile(path, "r+", keep_tail=True)
-    try:
-        for operation in operations:
-            kind, offset, data = operation
-            _apply_to_model(model, operation)
-            if kind == "write":
-                file.seek(offset)
-                file.write(data)
-            elif kind == "truncate":
-                file.truncate(offset)
-            else:
-                file.flush()
-            file.seek(0)
-            assert file.read(len(model))[: len(model)] == bytes(model)
-            assert file.seek(0, os.SEEK_END) == len(model)
-    finally:
-        file.close()
+    file, model, _ = _model_file(path, operations, keep_tail=True)
+    file.close()
     assert path.read_bytes() == bytes(model)  # closing drops the kept tail
