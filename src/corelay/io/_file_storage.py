@@ -165,11 +165,13 @@ class FileStorage(DataStorageBase):
 
         Raises:
             NoDataSource: Nothing, or an incomplete entry, is stored at the key.
-            UnreadableNodeError: (HDF5, a ``ValueError``) A node the library does not read,
-                named by its path: an external link or virtual dataset (unless followed), a soft
-                link to nothing or in a loop, shared or cyclic groups, a named datatype, a
-                member name that is not UTF-8, an unknown kind attribute, nesting deeper than
-                ``MAX_DEPTH``, or more declared data than ``max_read_bytes``.
+            UnreadableNodeError: (HDF5 and Zarr, a ``ValueError``) A node the library does
+                not read, named by its path: in HDF5 an external link or virtual dataset (unless
+                followed), a soft link to nothing or in a loop, shared or cyclic groups, a named
+                datatype, a member name that is not UTF-8; in Zarr a symbolic link or special
+                file, a member name that is not a name; in both an unknown kind attribute,
+                nesting deeper than ``MAX_DEPTH``, or more declared data than
+                ``max_read_bytes``.
             TypeError: No data_key is set.
             ValueError: The storage is closed, or the key is invalid.
 

@@ -1,6 +1,6 @@
 """The exceptions of the storage layer."""
 
-__all__ = ["CacheWarning", "NoDataSource", "NoDataTarget"]
+__all__ = ["CacheWarning", "NoDataSource", "NoDataTarget", "UnreadableNodeError"]
 
 
 class NoDataSource(Exception):  # noqa: N818 - the reference's name
@@ -33,4 +33,18 @@ class CacheWarning(UserWarning):
     :func:`~corelay.io.memoize.memoize` returns the result it computed even if the storage
     cannot hold it (an unsupported type, a full disk, a closed file): the result is right, only
     the next call computes it again.
+    """
+
+
+class UnreadableNodeError(ValueError):
+    """A stored node that the library does not read; the message names its path.
+
+    What a file or store written elsewhere may hold and a read refuses: in HDF5, an external
+    link, a virtual dataset or one stored in other files (unless followed on purpose), a soft
+    link to nothing or in a loop, a group reached twice (a group containing itself, or shared
+    structure), a named datatype, a member name that is not UTF-8; in a Zarr store, a symbolic
+    link or a file that is not a regular file, a member name that is not a name (``'..'``,
+    ``'a/b'``); in both, an unknown ``corelay.kind``, data of a type the library does not hold,
+    containers nested deeper than :data:`~corelay.io.tree.MAX_DEPTH`, or more declared data
+    than the read may allocate.
     """

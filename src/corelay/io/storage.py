@@ -9,11 +9,10 @@ needs the ``zarr`` extra); :class:`DataStorageBase` is the base class of them al
 from corelay.io._base import DataStorageBase, Mode, NoStorage, Storable, StorageParams
 from corelay.io._hashed import HashedHDF5
 from corelay.io._hashed_zarr import HashedZarr
-from corelay.io._hdf5 import UnreadableNodeError
 from corelay.io._hdf5.storage import HDF5Storage
 from corelay.io._pickle.storage import PickleStorage
 from corelay.io._zarr.storage import ZarrStorage
-from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.errors import NoDataSource, NoDataTarget, UnreadableNodeError
 from corelay.io.lazy import LazyArray
 from corelay.io.tree import RecursiveHashTuple, RecursiveNumPyArrayTuple, StringInfo, TreeInput
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from corelay.io._keys import name_problem, text_problem
 
 __all__ = [
+    "DEFAULT_MAX_READ_BYTES",
     "MAX_DEPTH",
     "ArrayNode",
     "DictNode",
@@ -27,6 +28,7 @@ __all__ = [
     "SequenceNode",
     "StringInfo",
     "TreeInput",
+    "dtype_problem",
     "string_info_of",
     "validate",
 ]
@@ -157,7 +159,8 @@ _PYTHON_SCALARS: dict[type, ScalarKind] = {
 _SCALAR_NODES = {kind: ScalarNode(kind=kind) for kind in _PYTHON_SCALARS.values()}
 
 
-def _dtype_problem(dtype: np.dtype[Any]) -> str | None:
+def dtype_problem(dtype: np.dtype[Any]) -> str | None:
+    """Tells why arrays of ``dtype`` are not stored, or ``None`` if they are."""
     kind, size = dtype.kind, dtype.itemsize
     if kind in "biuSU" and dtype.fields is None and dtype.subdtype is None:
         return None
@@ -171,7 +174,7 @@ def _dtype_problem(dtype: np.dtype[Any]) -> str | None:
 
 
 def _check_dtype(dtype: np.dtype[Any], path: str) -> str:
-    problem = _dtype_problem(dtype)
+    problem = dtype_problem(dtype)
     if problem is not None:
         raise TypeError(f"{path}: unsupported {problem}; accepted: {_ACCEPTED}")
     return dtype.str
@@ -194,6 +197,11 @@ def string_info_of(dtype: np.dtype[Any]) -> StringInfo | None:
 #: root is at depth 1. Deeper trees are refused by :func:`validate`, so that every backend
 #: writes and reads what it accepts without exhausting Python's stack.
 MAX_DEPTH = 100
+
+#: The most bytes of data one read may declare beyond what its file or store holds for them,
+#: unless the storage's ``max_read_bytes`` is raised: a small file can declare terabytes of
+#: unwritten or highly compressed chunks, which a read would allocate.
+DEFAULT_MAX_READ_BYTES = 1 << 30
 
 # Unicode arrays are checked in blocks of this many code points: bounded scratch memory.
 _BLOCK_CODES = 1 << 16

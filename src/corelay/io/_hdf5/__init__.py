@@ -18,7 +18,6 @@ from corelay.io._hdf5.layout import (
     DTYPE_ATTR,
     KIND_ATTR,
     DanglingLinkError,
-    UnreadableNodeError,
     find,
     get_str_attr,
     has_member,
@@ -27,13 +26,14 @@ from corelay.io._hdf5.layout import (
     open_path,
 )
 from corelay.io._hdf5.read import (
-    DEFAULT_MAX_READ_BYTES,
     ReadLimits,
     read_array,
     read_node,
     string_info,
 )
 from corelay.io._hdf5.write import create_dataset, create_group, replacing, write_node
+from corelay.io.errors import UnreadableNodeError
+from corelay.io.tree import DEFAULT_MAX_READ_BYTES
 
 __all__ = [
     "DEFAULT_MAX_READ_BYTES",

@@ -12,6 +12,8 @@ import numpy as np
 from h5py import h5a, h5d, h5g, h5i, h5l, h5o, h5s, h5t
 from h5py._objects import ObjectID
 
+from corelay.io.errors import UnreadableNodeError
+
 #: Attribute holding the node kind (``'dict'``, ``'ndarray'``, ``'int'``, ...).
 KIND_ATTR = "corelay.kind"
 #: Attribute holding the NumPy dtype of unicode leaves, which HDF5 stores as UTF-8 bytes.
@@ -151,17 +153,6 @@ def wrap(oid: ObjectID) -> h5py.Group | h5py.Dataset:
     if isinstance(oid, h5g.GroupID):
         return h5py.Group(oid)
     raise UnreadableNodeError(f"{as_text(h5i.get_name(oid))}: a named datatype, not data")
-
-
-class UnreadableNodeError(ValueError):
-    """A node of an HDF5 file that the library does not read; the message names its path.
-
-    An external link, a virtual dataset or one stored in other files (unless followed on
-    purpose), a soft link to nothing or in a loop, a group reached twice (a group containing
-    itself, or shared structure), a named datatype, a member name that is not UTF-8, an unknown
-    ``corelay.kind``, data of a type the library does not hold, containers nested deeper than
-    :data:`~corelay.io.tree.MAX_DEPTH`, or more declared data than the read may allocate.
-    """
 
 
 class DanglingLinkError(UnreadableNodeError):

@@ -15,14 +15,14 @@ from corelay.io._hdf5.layout import (
     DTYPE_ATTR,
     KIND_ATTR,
     PYTHON_SCALAR_TYPES,
-    UnreadableNodeError,
     as_text,
     memory_type,
     open_member,
     str_attr,
 )
 from corelay.io._keys import TEMP_PREFIX
-from corelay.io.tree import MAX_DEPTH, StringInfo
+from corelay.io.errors import UnreadableNodeError
+from corelay.io.tree import DEFAULT_MAX_READ_BYTES, MAX_DEPTH, StringInfo
 
 # array, so the dtypes of the numeric types read so far are looked up by type.
 _READ_TYPES: list[tuple[h5t.TypeID, np.dtype[Any]]] = []
@@ -99,7 +99,6 @@ def string_info(dataset: h5py.Dataset) -> StringInfo | None:
     return None if info is None else StringInfo(info.encoding, info.length)
 
 
-DEFAULT_MAX_READ_BYTES = 1 << 30
 # A variable-length string takes this much in its dataset, which points into the file's heap.
 _VLEN_ITEM_BYTES = 16
 # Datasets up to this size are not compared with the file's size: one call less per small read.

@@ -1,11 +1,11 @@
 """The Zarr format described from its metadata documents: no array data is read."""
 
+import math
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 from zarr.abc.store import Store
-from zarr.storage import LocalStore
 
 from corelay.io._description import (
     VALUE_BYTES,
@@ -16,7 +16,7 @@ from corelay.io._description import (
     Progress,
     json_value,
 )
-from corelay.io._keys import TEMP_PREFIX, split_key
+from corelay.io._keys import TEMP_PREFIX, name_problem, split_key
 from corelay.io._zarr.layout import (
     DTYPE_ATTR,
     KEYS_ATTR,
@@ -25,20 +25,31 @@ from corelay.io._zarr.layout import (
     METADATA,
     PYTHON_SCALARS,
     VALUE_ATTR,
+    LocalDirectoryStore,
     attributes_of,
     get_doc,
     join,
     run,
 )
-from corelay.io._zarr.read import scalar_of
-from corelay.io.errors import NoDataSource
-from corelay.io.tree import string_info_of
+from corelay.io._zarr.read import (
+    ReadLimits,
+    array_metadata_of,
+    check_declared,
+    dict_keys,
+    first_missing_item,
+    scalar_of,
+    sequence_length,
+    value_name,
+)
+from corelay.io.errors import NoDataSource, UnreadableNodeError
+from corelay.io.tree import MAX_DEPTH, string_info_of
 
 __all__ = ["describe_zarr", "is_zarr_store"]
 
 # Groups of the format's own that hold members by name: a store's root and the groups on a
 # key's path ('keys'), and a HashedZarr store's root ('hashed').
 _NAMED_GROUPS = ("keys", "hashed")
+_CONTAINERS = ("dict", "tuple", "list")
 
 
 def is_zarr_store(path: Path) -> bool:
@@ -52,38 +63,60 @@ def describe_zarr(path: Path, key: str | None, progress: Progress) -> list[Descr
     Raises:
         NoDataSource: The store has no node at ``key``.
     """
-    store = LocalStore(path, read_only=True)
+    store = LocalDirectoryStore(path, read_only=True)
     walker = _Walker(store, progress)
     if key is not None:
         names = split_key(key)
         document = run(get_doc(store, join(*names)))
         if document is None:
             raise NoDataSource(f"no key {key!r} in {str(path)!r}")
-        return [walker.describe(key, join(*names), document)]
-    return walker.members("")
+        return [walker.describe(key, join(*names), document, 0)]
+    return walker.members("", 0)
+
+
+def _unreadable(name: str, error: UnreadableNodeError) -> OtherDescription:
+    return OtherDescription(name=name, what="unreadable Zarr node", problem=str(error))
 
 
 class _Walker:
-    """Describes nodes, counting them for the progress callback."""
+    """Describes nodes, counting them for the progress callback.
+
+    It follows the rules a read follows (see :mod:`corelay.io._zarr.read`), so that describing
+    a store written elsewhere takes time in proportion to the store.
+    """
 
     def __init__(self, store: Store, progress: Progress) -> None:
         self.store = store
         self.progress = progress
         self.done = 0
 
-    def members(self, path: str) -> list[Description]:
+    def members(self, path: str, depth: int) -> list[Description]:
         listed = run(_list_dir(self.store, path))
         names = sorted(name for name in listed if name != METADATA)
         described: list[Description] = []
         for name in names:
             if name.startswith(TEMP_PREFIX):
                 continue  # a value being written, or left by a killed writer
-            document = run(get_doc(self.store, join(path, name)))
+            problem = name_problem(name)
+            if problem is not None:
+                described.append(OtherDescription(name=name, what="Zarr member", problem=problem))
+                continue
+            try:
+                document = run(get_doc(self.store, join(path, name)))
+            except UnreadableNodeError as error:
+                described.append(_unreadable(name, error))
+                continue
             if document is not None:
-                described.append(self.describe(name, join(path, name), document))
+                described.append(self.describe(name, join(path, name), document, depth))
         return described
 
-    def describe(self, name: str, path: str, document: dict[str, Any]) -> Description:
+    def describe(self, name: str, path: str, document: dict[str, Any], depth: int) -> Description:
+        try:
+            return self._describe(name, path, document, depth)
+        except UnreadableNodeError as error:
+            return _unreadable(name, error)
+
+    def _describe(self, name: str, path: str, document: dict[str, Any], depth: int) -> Description:
         self.done += 1
         self.progress(self.done, None)
         attributes = attributes_of(document)
@@ -94,49 +127,76 @@ class _Walker:
             if not key.startswith("corelay.")
         }
         if document.get("node_type") == "array":
-            return _array(name, document, attributes, others)
+            metadata = array_metadata_of(path, document)
+            run(check_declared(self.store, path, metadata, ReadLimits()))
+            return _array(name, path, document, attributes, others)
         if kind == "key":
-            return self._child(name, join(path, str(attributes.get(VALUE_ATTR))))
-        if kind == "dict":
-            keys = [str(key) for key in attributes.get(KEYS_ATTR, [])]
-            children = [self._child(key, join(path, key)) for key in keys]
-            return ContainerDescription(
-                name=name, kind="dict", recorded=True, children=children, attrs=others
-            )
-        if kind in ("tuple", "list"):
-            length = int(attributes.get(LENGTH_ATTR, 0))
-            children = [self._child(str(index), join(path, str(index))) for index in range(length)]
-            return ContainerDescription(
-                name=name, kind=kind, recorded=True, children=children, attrs=others
-            )
+            target = join(path, value_name(attributes, path))
+            return self._child(name, target, depth, value_of_key=True)
         if kind in PYTHON_SCALARS:
-            value = None if kind == "none" else scalar_of(kind, attributes.get(VALUE_ATTR))
+            try:
+                value = None if kind == "none" else scalar_of(kind, attributes.get(VALUE_ATTR))
+            except ValueError as error:
+                raise UnreadableNodeError(f"{path}: {error}") from None
             return LeafDescription(
                 name=name,
                 kind=kind,
                 recorded=True,
                 value=json_value(value, VALUE_BYTES),
             )
-        if kind is not None and kind not in _NAMED_GROUPS:
+        if kind is not None and kind not in _NAMED_GROUPS and kind not in _CONTAINERS:
             return OtherDescription(
                 name=name, what="Zarr group", problem=f"unknown kind attribute {kind!r}"
+            )
+        if depth >= MAX_DEPTH:
+            raise UnreadableNodeError(
+                f"{path}: containers nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)"
+            )
+        if kind == "dict":
+            keys = dict_keys(path, attributes.get(KEYS_ATTR))
+            children = [self._child(key, join(path, key), depth + 1) for key in keys]
+            return ContainerDescription(
+                name=name, kind="dict", recorded=True, children=children, attrs=others
+            )
+        if kind in ("tuple", "list"):
+            length = sequence_length(path, attributes.get(LENGTH_ATTR))
+            missing = run(first_missing_item(self.store, path, length))
+            if missing is not None:
+                raise UnreadableNodeError(
+                    f"{path}: a {kind} of {length} items has no item {missing}"
+                )
+            children = [
+                self._child(str(index), join(path, str(index)), depth + 1)
+                for index in range(length)
+            ]
+            return ContainerDescription(
+                name=name, kind=kind, recorded=True, children=children, attrs=others
             )
         # A group of keys, or another program's group: read as a dict of its members.
         return ContainerDescription(
             name=name,
             kind="dict",
             recorded=kind is not None,
-            children=self.members(path),
+            children=self.members(path, depth + 1),
             attrs=others,
         )
 
-    def _child(self, name: str, path: str) -> Description:
-        document = run(get_doc(self.store, path))
+    def _child(self, name: str, path: str, depth: int, value_of_key: bool = False) -> Description:
+        try:
+            document = run(get_doc(self.store, path))
+        except UnreadableNodeError as error:
+            return _unreadable(name, error)
         if document is None:
             return OtherDescription(
                 name=name, what="missing node", problem=f"no Zarr metadata at {path!r}"
             )
-        return self.describe(name, path, document)
+        if value_of_key and attributes_of(document).get(KIND_ATTR) == "key":
+            return OtherDescription(
+                name=name,
+                what="unreadable Zarr node",
+                problem=f"{path}: a key's value is another key",
+            )
+        return self.describe(name, path, document, depth)
 
 
 async def _list_dir(store: Store, path: str) -> list[str]:
@@ -144,20 +204,35 @@ async def _list_dir(store: Store, path: str) -> list[str]:
 
 
 def _array(
-    name: str, document: dict[str, Any], attributes: dict[str, Any], others: dict[str, Any]
+    name: str,
+    path: str,
+    document: dict[str, Any],
+    attributes: dict[str, Any],
+    others: dict[str, Any],
 ) -> LeafDescription:
-    shape = tuple(int(size) for size in cast(list[Any], document.get("shape", [])))
+    shape_list: object = document.get("shape", [])
+    if not isinstance(shape_list, list) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 0
+        for size in cast(list[object], shape_list)
+    ):
+        raise UnreadableNodeError(f"{path}: the array's shape is {shape_list!r}")
+    shape = tuple(cast(list[int], shape_list))
     kind = attributes.get(KIND_ATTR)
     recorded = kind in ("ndarray", "generic")
     dtype_text = attributes.get(DTYPE_ATTR)
     dtype: np.dtype[Any] | None
     if recorded and isinstance(dtype_text, str):
-        dtype = np.dtype(dtype_text)
+        try:
+            dtype = np.dtype(dtype_text)
+        except (TypeError, ValueError, SyntaxError) as error:
+            raise UnreadableNodeError(
+                f"{path}: invalid dtype attribute {dtype_text!r}: {error}"
+            ) from None
         if dtype.kind == "S":
             shape = shape[:-1]  # bytes are stored as rows of uint8
     else:
         dtype = _zarr_dtype(document)
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     return LeafDescription(
         name=name,
         kind="generic" if kind == "generic" else "ndarray",

@@ -1,21 +1,31 @@
 """The Zarr format's layout: attribute names, metadata documents, and opening stores."""
 
+import asyncio
+import errno
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Coroutine
+import stat
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar, cast
 
-from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.group import GroupMetadata
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from corelay.io._keys import TEMP_PREFIX
+from corelay.io.errors import UnreadableNodeError
 
 __all__ = [
     "DTYPE_ATTR",
@@ -27,6 +37,7 @@ __all__ = [
     "PYTHON_SCALARS",
     "VALUE_ATTR",
     "Compression",
+    "LocalDirectoryStore",
     "Location",
     "attributes_of",
     "get_doc",
@@ -79,6 +90,106 @@ def new_version() -> str:
 # Opening stores
 
 
+class LocalDirectoryStore(LocalStore):
+    """zarr's ``LocalStore``, following no symbolic link and reading only regular files.
+
+    A store's directory may come from anywhere: a symbolic link in it would make a read return
+    another file's bytes and a write or delete reach outside the store, and a FIFO would block a
+    read for ever. Links and other special files inside the store raise
+    :class:`~corelay.io.errors.UnreadableNodeError`; the store's directory itself may be a link.
+    """
+
+    def _refuse_links(self, key: str) -> None:
+        # Every directory between the root and the key's object, as far as it exists.
+        parts = key.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            try:
+                mode = os.lstat(self.root.joinpath(*parts[:depth])).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if stat.S_ISLNK(mode):
+                where = "/".join(parts[:depth])
+                raise UnreadableNodeError(
+                    f"{where}: a symbolic link in the Zarr store {str(self.root)!r}: not followed"
+                )
+
+    def _read(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None
+    ) -> Buffer | None:
+        path = self.root / key
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnreadableNodeError(
+                    f"{key}: a symbolic link in the Zarr store {str(self.root)!r}: not followed"
+                ) from None
+            raise
+        with open(descriptor, "rb", closefd=True) as file:
+            mode = os.fstat(descriptor).st_mode
+            if stat.S_ISDIR(mode):
+                return None
+            if not stat.S_ISREG(mode):
+                raise UnreadableNodeError(
+                    f"{key}: not a regular file in the Zarr store {str(self.root)!r}"
+                )
+            self._refuse_links(key)
+            if isinstance(byte_range, RangeByteRequest):
+                file.seek(byte_range.start)
+                data = file.read(max(0, byte_range.end - byte_range.start))
+            elif isinstance(byte_range, OffsetByteRequest):
+                file.seek(byte_range.offset)
+                data = file.read()
+            elif isinstance(byte_range, SuffixByteRequest):
+                size = file.seek(0, os.SEEK_END)
+                file.seek(max(0, size - byte_range.suffix))
+                data = file.read()
+            else:
+                data = file.read()
+        return prototype.buffer.from_bytes(data)
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """Reads the object at ``key`` (or the part ``byte_range`` asks for); ``None`` if absent."""
+        if not self._is_open:
+            await self._open()
+        return await asyncio.to_thread(
+            self._read, key, prototype or default_buffer_prototype(), byte_range
+        )
+
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> list[Buffer | None]:
+        """Reads parts of several objects."""
+        return list(
+            await asyncio.gather(*(self.get(key, prototype, part) for key, part in key_ranges))
+        )
+
+    async def _set(self, key: str, value: Buffer, exclusive: bool = False) -> None:
+        self._refuse_links(key)
+        await super()._set(key, value, exclusive)
+
+    async def delete(self, key: str) -> None:
+        """Deletes the object at ``key``."""
+        self._refuse_links(key)
+        await super().delete(key)
+
+    async def delete_dir(self, prefix: str) -> None:
+        """Deletes every object below ``prefix``."""
+        self._refuse_links(join(prefix, "x"))
+        if os.path.islink(self.root / prefix):
+            raise UnreadableNodeError(
+                f"{prefix}: a symbolic link in the Zarr store {str(self.root)!r}: not followed"
+            )
+        await super().delete_dir(prefix)
+
+
 @dataclass
 class Location:
     """An open Zarr store and the prefix of the group used in it."""
@@ -122,7 +233,7 @@ def open_location(
     if mode == "r":
         if not (path / METADATA).is_file():
             raise FileNotFoundError(f"no Zarr store at {where}")
-        return Location(LocalStore(path, read_only=True), "", where, owned=True)
+        return Location(LocalDirectoryStore(path, read_only=True), "", where, owned=True)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{where} is a file, not a Zarr store directory")
     if path.is_dir() and not (path / METADATA).is_file() and _has_content(path):
@@ -134,7 +245,7 @@ def open_location(
         shutil.rmtree(aside)
     if not (path / METADATA).is_file():
         _create_directory(path, root_kind)
-    return Location(LocalStore(path), "", where, owned=True)
+    return Location(LocalDirectoryStore(path), "", where, owned=True)
 
 
 def _has_content(path: Path) -> bool:
@@ -194,12 +305,12 @@ async def get_doc(store: Store, path: str) -> dict[str, Any] | None:
     try:
         document: object = json.loads(buffer.to_bytes())
     except ValueError as error:
-        raise ValueError(f"{join(path, METADATA)!r} is not JSON: {error}") from error
+        raise UnreadableNodeError(f"{join(path, METADATA)}: not JSON: {error}") from None
     if not isinstance(document, dict):
-        raise ValueError(f"{join(path, METADATA)!r} is not Zarr v3 metadata")
+        raise UnreadableNodeError(f"{join(path, METADATA)}: not Zarr v3 metadata")
     checked = cast(dict[str, Any], document)
     if checked.get("zarr_format") != 3:
-        raise ValueError(f"{join(path, METADATA)!r} is not Zarr v3 metadata")
+        raise UnreadableNodeError(f"{join(path, METADATA)}: not Zarr v3 metadata")
     return checked
 
 

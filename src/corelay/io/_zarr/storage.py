@@ -15,7 +15,7 @@ from corelay.io._file_storage import FileStorage
 from corelay.io._keys import Key
 from corelay.io._zarr import ZarrStoreLike, require_zarr
 from corelay.io.errors import NoDataSource
-from corelay.io.tree import Node, TreeInput
+from corelay.io.tree import DEFAULT_MAX_READ_BYTES, Node, TreeInput
 
 if TYPE_CHECKING:
     from corelay.io._zarr.layout import Location
@@ -38,6 +38,17 @@ class ZarrStorage(FileStorage):
 
     io: Any
     """The Zarr store (a ``zarr.abc.store.Store``)."""
+
+    max_read_bytes: int = DEFAULT_MAX_READ_BYTES
+    """The most bytes of data one read may declare beyond what the store holds for them (1 GiB).
+
+    A Zarr array declares a shape, not data: a store of a few kilobytes can declare terabytes
+    of chunks never written (read as fill values) or compressed. What arrays declare beyond the
+    bytes their chunks take counts against this limit, summed over one read; a read beyond it
+    raises :class:`~corelay.io.storage.UnreadableNodeError` before allocating. Raise it for one
+    storage (``storage.max_read_bytes = 8 << 30``) or for all (``ZarrStorage.max_read_bytes =
+    ...``) to read larger compressed or sparse arrays.
+    """
 
     _format = "Zarr"
 
@@ -102,10 +113,11 @@ class ZarrStorage(FileStorage):
 
     def _read_key(self, key: Key) -> Any:
         from corelay.io._zarr.layout import run
-        from corelay.io._zarr.read import read_key
+        from corelay.io._zarr.read import ReadLimits, read_key
 
+        limits = ReadLimits(self.max_read_bytes)
         try:
-            return run(read_key(self.io, self._location.path(*key.names)))
+            return run(read_key(self.io, self._location.path(*key.names), limits=limits))
         except KeyError as error:
             raise NoDataSource(
                 f"no data at key {key.text!r} in {self._where()}: {error}"
