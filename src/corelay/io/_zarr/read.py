@@ -62,6 +62,8 @@ _GROUP_KINDS = frozenset(("dict", "tuple", "list", "key", "keys", "hashed", *PYT
 # An array may declare this many chunks that the store does not hold (read as fill values)
 # before the read is refused: each costs a request.
 _MAX_MISSING_CHUNKS = 1 << 16
+# Items of a sequence requested at once.
+_ITEM_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -237,15 +239,22 @@ class _Reader:
             )
             return OrderedDict(zip(keys, values, strict=True))
         if kind in ("tuple", "list"):
-            length = sequence_length(path, attributes.get(LENGTH_ATTR))
-            missing = await first_missing_item(self.store, path, length)
-            if missing is not None:
-                raise KeyError(f"no node {join(path, str(missing))!r}")
-            items = await asyncio.gather(
-                *(self.node(join(path, str(index)), None, depth + 1) for index in range(length))
+            items = await self.items(
+                path, sequence_length(path, attributes.get(LENGTH_ATTR)), depth
             )
             return tuple(items) if kind == "tuple" else list(items)
         return await self.plain_group(path, kind in ("keys", "hashed"), depth + 1)
+
+    async def items(self, path: str, length: int, depth: int) -> list[Any]:
+        # In batches: a missing item ends the read, so that a length of billions written by
+        # another program costs one batch of requests, not billions.
+        items: list[Any] = []
+        for start in range(0, length, _ITEM_BATCH):
+            batch = range(start, min(length, start + _ITEM_BATCH))
+            items += await asyncio.gather(
+                *(self.node(join(path, str(index)), None, depth + 1) for index in batch)
+            )
+        return items
 
     async def value(self, path: str, name: str, depth: int) -> Any:
         target = join(path, name)
