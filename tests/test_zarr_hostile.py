@@ -9,6 +9,7 @@ without bound, allocating what the store does not hold, or blocking on a special
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -212,7 +213,7 @@ def test_chunks_that_do_not_decode_are_refused(tmp_path: Path) -> None:
     store, node = _store(tmp_path, np.arange(1000))
     chunk = next(path for path in (store / node / "c").rglob("*") if path.is_file())
     chunk.write_bytes(b"not zstd at all" * 10)
-    with pytest.raises(UnreadableNodeError, match="cannot be read"):
+    with pytest.raises(UnreadableNodeError, match="not a zstd frame"):
         _read(store)
 
 
@@ -390,3 +391,101 @@ def test_edited_documents_give_a_value_or_a_documented_error(
     with contextlib.suppress(FileNotFoundError, UnreadableNodeError):
         find_problems(describe_file(store))
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Decompression bombs: chunks decoded only up to what their array declares
+
+
+def _chunk_files(array: Path) -> list[Path]:
+    return sorted(path for path in array.rglob("*") if path.is_file() and path.name != "zarr.json")
+
+
+def _zstd_frame_without_content_size(payload: bytes) -> bytes:
+    # A frame header with no content size (not single-segment, the smallest window), one raw
+    # last block: valid zstd, but nothing says how big it is before decoding.
+    block = (len(payload) << 3 | 1).to_bytes(3, "little")
+    return (0xFD2FB528).to_bytes(4, "little") + bytes([0x00, 0x00]) + block + payload
+
+
+_PLAIN_ZARR = """
+import sys
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+root = zarr.open_group(sys.argv[1], mode="w")
+data = np.arange(10_000, dtype=np.float64).reshape(100, 100)
+root.create_array("zstd", data=data, chunks=(10, 100), compressors=ZstdCodec())
+root.create_array("gzip", data=data, chunks=(10, 100), compressors=GzipCodec())
+root.create_array("blosc", data=data, chunks=(10, 100), compressors=BloscCodec())
+root.create_array("none", data=data, chunks=(10, 100), compressors=None)
+root.create_array("sharded", data=data, chunks=(10, 10), shards=(50, 100))
+root.create_array("checked", data=data, chunks=(10, 100), compressors=[ZstdCodec(), Crc32cCodec()])
+# 256 MiB of ones in one chunk of each compressor: a few KiB each (gzip: 256 KiB).
+big = {"shape": (2**28,), "dtype": "uint8", "chunks": (2**28,)}
+root.create_array("bomb-zstd", **big, compressors=ZstdCodec(level=19))[:] = 1
+root.create_array("bomb-gzip", **big, compressors=GzipCodec(level=9))[:] = 1
+root.create_array("bomb-blosc", **big, compressors=BloscCodec())[:] = 1
+root.create_array("big", **big, shards=(2**28,))[:] = 1
+root.create_array("small", shape=(4,), dtype="uint8", chunks=(4,), shards=(4,))[:] = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def plain_zarr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store written by plain zarr: one array per codec, and chunks that decompress to 256 MiB."""
+    path = tmp_path_factory.mktemp("plain") / "plain.zarr"
+    subprocess.run(
+        [sys.executable, "-c", _PLAIN_ZARR, str(path)], env=_ENV, check=True, timeout=300
+    )
+    return path
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "zstd-undeclared", "blosc"])
+def test_a_chunk_decompressing_beyond_its_array_is_refused_before_allocating(
+    tmp_path: Path, plain_zarr: Path, compression: str
+) -> None:
+    store = tmp_path / "s.zarr"
+    with ZarrStorage(
+        store, "w", compression="gzip" if compression == "gzip" else "zstd"
+    ) as storage:
+        storage["k"] = np.arange(4)
+    node = f"k/{_doc(store, 'k')['attributes']['corelay.value']}"
+    if compression == "blosc":
+        blosc = _doc(plain_zarr, "blosc")["codecs"]
+        _edit(store, node, lambda document: document.update(codecs=blosc))
+    if compression == "zstd-undeclared":
+        bomb = _zstd_frame_without_content_size(bytes(64))
+    else:
+        bomb = _chunk_files(plain_zarr / f"bomb-{compression}")[0].read_bytes()
+    _chunk_files(store / node)[0].write_bytes(bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableNodeError, match=f"{node}: a .* chunk decompresses to"):
+            _read(store)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+
+
+def test_plain_zarr_arrays_of_every_codec_it_writes_read(plain_zarr: Path) -> None:
+    data = np.arange(10_000, dtype=np.float64).reshape(100, 100)
+    with ZarrStorage(plain_zarr, "r") as storage:
+        for name in ("zstd", "gzip", "blosc", "none", "sharded", "checked"):
+            np.testing.assert_array_equal(storage[name], data)
+
+
+def test_an_inner_chunk_of_a_shard_decompressing_beyond_its_array_is_refused(
+    tmp_path: Path, plain_zarr: Path
+) -> None:
+    store = tmp_path / "plain.zarr"
+    shutil.copytree(plain_zarr, store)
+    shard, target = (_chunk_files(store / name)[0] for name in ("big", "small"))
+    target.write_bytes(shard.read_bytes())  # one inner chunk, at the same place in the index
+    with (
+        ZarrStorage(store, "r") as storage,
+        pytest.raises(UnreadableNodeError, match="small: a zstd chunk decompresses to"),
+    ):
+        storage["small"]

@@ -24,6 +24,7 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import StorePath
 
 from corelay.io._keys import TEMP_PREFIX, name_problem
+from corelay.io._zarr.bounded import bounded_metadata, inner_chunk_count
 from corelay.io._zarr.layout import (
     DTYPE_ATTR,
     KEYS_ATTR,
@@ -122,8 +123,12 @@ def value_name(attributes: dict[str, Any], path: str) -> str:
 def array_metadata_of(path: str, document: dict[str, Any]) -> ArrayV3Metadata:
     """The Zarr array metadata of ``document``, the document of the array at ``path``.
 
+    Its compressors check the size each chunk declares before decoding it (see
+    :mod:`corelay.io._zarr.bounded`).
+
     Raises:
-        UnreadableNodeError: The document is not valid Zarr v3 array metadata.
+        UnreadableNodeError: The document is not valid Zarr v3 array metadata, or names a codec
+            whose output cannot be bounded.
     """
     try:
         metadata = parse_array_metadata(document)
@@ -131,7 +136,7 @@ def array_metadata_of(path: str, document: dict[str, Any]) -> ArrayV3Metadata:
         raise UnreadableNodeError(f"{path}: invalid Zarr array metadata: {error}") from None
     if not isinstance(metadata, ArrayV3Metadata):
         raise UnreadableNodeError(f"{path}: not Zarr v3 array metadata")
-    return metadata
+    return bounded_metadata(metadata, path)
 
 
 def _restored(data: np.ndarray[Any, Any], dtype: object, path: str) -> np.ndarray[Any, Any]:
@@ -311,15 +316,13 @@ async def check_declared(
         UnreadableNodeError: The array declares more chunks the store does not hold than a read
             makes requests for, or more data than the limits allow.
     """
-    native = metadata.dtype.to_native_dtype()
-    size = math.prod(metadata.shape) * max(native.itemsize, 1)
     grid = metadata.chunk_grid
     if not isinstance(grid, RegularChunkGrid):
         raise UnreadableNodeError(f"{path}: a chunk grid other than a regular one")
-    chunks = math.prod(
-        -(-length // max(chunk, 1))
-        for length, chunk in zip(metadata.shape, grid.chunk_shape, strict=True)
-    )
+    chunks = inner_chunk_count(metadata, grid.chunk_shape)
+    native = metadata.dtype.to_native_dtype()
+    # The data, and the index entries of a sharded array's inner chunks (16 bytes each).
+    size = math.prod(metadata.shape) * max(native.itemsize, 1) + 16 * chunks
     if declared + size <= limits.max_bytes and chunks <= _MAX_MISSING_CHUNKS:
         return declared + size
     # Only arrays that may be out of proportion pay for listing what the store holds.
@@ -357,7 +360,11 @@ async def read_array(store: Store, path: str, metadata: ArrayV3Metadata) -> np.n
     array = AsyncArray(metadata=metadata, store_path=StorePath(store, path))
     try:
         data: Any = await array.getitem(...)
-    except (OSError, UnreadableNodeError):
+    except UnreadableNodeError as error:
+        if str(error).startswith(path):
+            raise
+        raise UnreadableNodeError(f"{path}: {error}") from None  # a codec's, which has no path
+    except OSError:
         raise
     except Exception as error:  # a codec's error for a chunk it cannot decode
         raise UnreadableNodeError(f"{path}: cannot be read: {error}") from None
