@@ -85,7 +85,7 @@ def zstd_content_size(frame: bytes) -> int | None:
 class _BoundedZstd(ZstdCodec):
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
         try:
-            size = zstd_content_size(chunk_bytes.to_bytes()[:18])
+            size = zstd_content_size(chunk_bytes.as_numpy_array()[:18].tobytes())
         except ValueError as error:
             raise UnreadableNodeError(f"a zstd chunk: {error}") from None
         if size is None:
@@ -100,7 +100,7 @@ class _BoundedGzip(GzipCodec):
         most = _most_bytes(chunk_spec)
         decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         try:
-            data = decompressor.decompress(chunk_bytes.to_bytes(), most + 1)
+            data = decompressor.decompress(chunk_bytes.as_numpy_array().data, most + 1)
         except zlib.error as error:
             raise UnreadableNodeError(f"a gzip chunk: {error}") from None
         if len(data) > most:
@@ -112,7 +112,7 @@ class _BoundedGzip(GzipCodec):
 
 class _BoundedBlosc(BloscCodec):
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        header = chunk_bytes.to_bytes()[:16]
+        header = chunk_bytes.as_numpy_array()[:16].tobytes()
         if len(header) < 16:
             raise UnreadableNodeError("a blosc chunk is truncated")
         size = struct.unpack_from("<I", header, 4)[0]  # the uncompressed size it declares
