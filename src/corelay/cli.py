@@ -24,8 +24,11 @@ from corelay.io.describe import (
     HashedGroupDescription,
     LeafDescription,
     NotAStorageFileError,
+    S3Options,
     describe_file,
+    describe_url,
     find_problems,
+    is_url,
 )
 from corelay.io.errors import NoDataSource
 from corelay.io.schemas import write_schemas
@@ -89,6 +92,63 @@ def _describe(path: Path, key: str | None) -> FileDescription:
         return describe_file(path, key, progress)
     finally:
         progress.close()
+
+
+# The options of an object store, and their help.
+_S3_FLAGS = {
+    "endpoint_url": "--endpoint-url",
+    "region": "--region",
+    "anonymous": "--anonymous",
+    "timeout": "--timeout",
+}
+
+
+def _describe_target(args: argparse.Namespace, key: str | None) -> FileDescription:
+    """Describes the local file or store, or the ``s3://`` URL, that ``args.file`` names."""
+    given = [flag for name, flag in _S3_FLAGS.items() if getattr(args, name) not in (None, False)]
+    if not is_url(args.file):
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for s3:// URLs, not the path {args.file!r}")
+        return _describe(Path(args.file), key)
+    options = S3Options(
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        anonymous=args.anonymous,
+        timeout=args.timeout if args.timeout is not None else S3Options.timeout,
+    )
+    progress = TerminalProgress(f"reading {args.file}")
+    try:
+        return describe_url(args.file, key, progress, options)
+    finally:
+        progress.close()
+
+
+def _add_s3_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "S3 (for s3://bucket/prefix)",
+        "Credentials come from the AWS environment variables (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); they are never printed.",
+    )
+    group.add_argument(
+        _S3_FLAGS["endpoint_url"],
+        metavar="URL",
+        help="the server of an S3-compatible store, such as MinIO or SeaweedFS "
+        "(default: AWS_ENDPOINT_URL, else AWS S3)",
+    )
+    group.add_argument(
+        _S3_FLAGS["region"], help="the bucket's region (default: AWS_REGION, else us-east-1)"
+    )
+    group.add_argument(
+        _S3_FLAGS["anonymous"],
+        action="store_true",
+        help="send unsigned requests, without credentials (a public bucket)",
+    )
+    group.add_argument(
+        _S3_FLAGS["timeout"],
+        type=float,
+        metavar="SECONDS",
+        help=f"fail a request that takes longer, retries included (default: {S3Options.timeout:g})",
+    )
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -256,7 +316,7 @@ def format_description(description: FileDescription) -> list[str]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    description = _describe(args.file, args.key)
+    description = _describe_target(args, args.key)
     if args.json:
         print(description.model_dump_json(indent=2))
     else:
@@ -276,7 +336,7 @@ def _count(node: Description) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    description = _describe(args.file, None)
+    description = _describe_target(args, None)
     problems = find_problems(description)
     if not problems:
         nodes = sum(_count(entry) for entry in description.entries)
@@ -354,7 +414,8 @@ class _VersionAction(argparse.Action):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Inspect and validate corelay storage files (HDF5 or pickle), write the "
+        description="Inspect and validate corelay storage files (HDF5 or pickle) and Zarr "
+        "stores (local or on S3), write the "
         "JSON Schemas of the stored tree, and run a demo.",
     )
     parser.add_argument(
@@ -368,16 +429,20 @@ def _parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
-        help="print the tree of an HDF5 or pickle storage file",
-        description="Print the tree of an HDF5 or pickle storage file: names, node kinds, "
+        help="print the tree of an HDF5 or pickle storage file or a Zarr store",
+        description="Print the tree of an HDF5 or pickle storage file or a Zarr store (a "
+        "directory or s3://bucket/prefix): names, node kinds, "
         "dtypes, shapes, sizes and string encodings, and one line per entry of a HashedHDF5 "
         "cache. HDF5 datasets are described from their metadata, without reading them.",
     )
-    inspect.add_argument("file", type=Path, help="the storage file")
+    inspect.add_argument(
+        "file", help="the storage file, a Zarr store's directory, or s3://bucket/prefix"
+    )
     inspect.add_argument("key", nargs="?", help="describe only this key (for example 'a/b')")
     inspect.add_argument(
         "--json", action="store_true", help="print the description as JSON (see the schemas)"
     )
+    _add_s3_options(inspect)
     inspect.set_defaults(handler=_inspect)
 
     validate = commands.add_parser(
@@ -386,7 +451,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit 0 if the library can hold every node of the file; otherwise list "
         "each offending path with the reason and exit 1.",
     )
-    validate.add_argument("file", type=Path, help="the storage file")
+    validate.add_argument(
+        "file", help="the storage file, a Zarr store's directory, or s3://bucket/prefix"
+    )
+    _add_s3_options(validate)
     validate.set_defaults(handler=_validate)
 
     schema = commands.add_parser(
@@ -455,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             NoDataSource,
             NotAStorageFileError,
             pickle.UnpicklingError,
+            ImportError,  # the zarr extra, for Zarr stores
         ) as error:
             _print_warnings(caught)
             if isinstance(error, BrokenPipeError):

@@ -5,7 +5,8 @@
 :class:`~corelay.io.storage.PickleStorage` file or a local Zarr v3 store (a directory, written by
 :class:`~corelay.io.storage.ZarrStorage` or another program) as a :class:`FileDescription`: the
 tree of names, node kinds, dtypes, shapes and sizes, with one entry per cached output for
-HashedHDF5 groups. Zarr arrays are described from their metadata documents too. Each
+HashedHDF5 groups. Zarr arrays are described from their metadata documents too, and
+:func:`describe_url` describes a Zarr store on S3 (``s3://bucket/prefix``) the same way. Each
 node that the library cannot hold carries a ``problem``; :func:`find_problems` lists them with
 their paths.
 
@@ -15,10 +16,14 @@ records, so its records are loaded one at a time, with the same restricted unpic
 :class:`~corelay.io.storage.PickleStorage` (a file cannot run code).
 """
 
+import math
+import re
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from corelay._typecheck import typechecked
 from corelay.io._description import (
@@ -59,8 +64,11 @@ __all__ = [
     "OtherDescription",
     "Problem",
     "Progress",
+    "S3Options",
     "describe_file",
+    "describe_url",
     "find_problems",
+    "is_url",
 ]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -68,6 +76,42 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # detecting a store does not import zarr).
 _ZARR_METADATA = "zarr.json"
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: The URL schemes :func:`describe_url` reads.
+URL_SCHEMES = ("s3",)
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """How to reach an S3-compatible object store.
+
+    Credentials are not options: they come from the usual AWS environment variables
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``), as do the endpoint
+    and region when not given here (``AWS_ENDPOINT_URL``, ``AWS_REGION``).
+
+    Attributes:
+        endpoint_url: The server of an S3-compatible store (``http://`` or ``https://``), for
+            example MinIO or SeaweedFS; ``None``: AWS S3.
+        region: The region of the bucket.
+        anonymous: Send unsigned requests (a public bucket), without credentials.
+        timeout: Seconds a request may take, retries included, before it fails.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    anonymous: bool = False
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(
+                f"the timeout must be a positive number of seconds, not {self.timeout}"
+            )
+        if self.endpoint_url is not None and urlsplit(self.endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError(f"the endpoint URL {self.endpoint_url!r} is not http:// or https://")
 
 
 @typechecked
@@ -114,6 +158,70 @@ def describe_file(
     return FileDescription(
         path=str(path), format=file_format, file_bytes=size, key=key, entries=entries
     )
+
+
+@typechecked
+def is_url(text: str) -> bool:
+    """Tells whether ``text`` is a URL (``scheme://...``) rather than a local path.
+
+    Args:
+        text: A path or URL, as given on the command line.
+
+    Returns:
+        Whether it starts with a URL scheme and ``://``.
+    """
+    return _URL.match(text) is not None
+
+
+@typechecked
+def describe_url(
+    url: str,
+    key: str | None = None,
+    progress: Progress | None = None,
+    options: S3Options | None = None,
+) -> FileDescription:
+    """Describes a Zarr store on S3, read-only, as :func:`describe_file` describes a local one.
+
+    Args:
+        url: ``s3://bucket/prefix``: the store's root group is the object ``prefix/zarr.json``.
+        key: A key: a path of groups like ``'a/b'``. ``None`` describes every key.
+        progress: Called with the number of nodes described so far.
+        options: How to reach the store; by default AWS S3, configured by the environment.
+
+    Raises:
+        ValueError: ``url`` is not an ``s3://`` URL with a bucket, or ``key`` is not a valid key.
+        ImportError: zarr or obstore is not installed (the message names the extra).
+        FileNotFoundError: There is no such bucket, or no Zarr v3 store at the prefix.
+        OSError: The endpoint cannot be reached or does not answer within the timeout, access is
+            denied, or another request fails.
+        NoDataSource: The store has no node at ``key``.
+
+    Returns:
+        The description; its ``path`` is ``url`` and its ``file_bytes`` the bytes of all objects
+        under the prefix.
+    """
+    parts = urlsplit(url)
+    if not is_url(url) or parts.scheme.lower() not in URL_SCHEMES:
+        known = ", ".join(f"{scheme}://" for scheme in URL_SCHEMES)
+        raise ValueError(f"unknown URL scheme {parts.scheme!r} in {url!r}: reads {known} URLs")
+    if not parts.netloc:
+        raise ValueError(f"no bucket in {url!r}: expected s3://bucket/prefix")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r} has a query or fragment: expected s3://bucket/prefix")
+    if key is not None:
+        split_key(key)
+    require_zarr("Describing a Zarr store on S3")
+    from corelay.io._zarr.remote import describe_s3
+
+    entries, size = describe_s3(
+        url,
+        parts.netloc,
+        parts.path.strip("/"),
+        key,
+        progress if progress is not None else _no_progress,
+        options if options is not None else S3Options(),
+    )
+    return FileDescription(path=url, format="zarr", file_bytes=size, key=key, entries=entries)
 
 
 @typechecked

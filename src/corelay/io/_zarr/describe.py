@@ -57,19 +57,25 @@ def is_zarr_store(path: Path) -> bool:
     return path.is_dir() and (path / METADATA).is_file()
 
 
-def describe_zarr(path: Path, key: str | None, progress: Progress) -> list[Description]:
-    """Describes the keys of the local Zarr store at ``path`` (or only ``key``).
+def describe_zarr(
+    path: Path | Store, key: str | None, progress: Progress, where: str | None = None
+) -> list[Description]:
+    """Describes the keys of the Zarr store at ``path`` (or only ``key``).
+
+    ``path`` is a local directory or an open store (an object store's, read-only); ``where``
+    names it in messages (by default ``path``).
 
     Raises:
         NoDataSource: The store has no node at ``key``.
     """
-    store = LocalDirectoryStore(path, read_only=True)
+    store = path if isinstance(path, Store) else LocalDirectoryStore(path, read_only=True)
+    name = str(path) if where is None else where
     walker = _Walker(store, progress)
     if key is not None:
         names = split_key(key)
         document = run(get_doc(store, join(*names)))
         if document is None:
-            raise NoDataSource(f"no key {key!r} in {str(path)!r}")
+            raise NoDataSource(f"no key {key!r} in {name!r}")
         return [walker.describe(key, join(*names), document, 0)]
     return walker.members("", 0)
 
