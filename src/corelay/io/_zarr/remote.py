@@ -67,7 +67,7 @@ def describe_s3(
             meta["size"] for batch in obstore.list(s3, chunk_size=_LIST_CHUNK) for meta in batch
         )
     except BaseError as error:
-        raise OSError(_reason(error, url, bucket, endpoint, options.timeout)) from None
+        raise _error(error, url, bucket, endpoint, options.timeout) from None
     return entries, size
 
 
@@ -96,33 +96,36 @@ def _s3_store(bucket: str, prefix: str, endpoint: str | None, options: "S3Option
     return store
 
 
-def _reason(error: BaseError, url: str, bucket: str, endpoint: str | None, timeout: float) -> str:
+def _error(
+    error: BaseError, url: str, bucket: str, endpoint: str | None, timeout: float
+) -> OSError:
+    """The one-line error for a failed request."""
     text = str(error)
     server = endpoint or "AWS S3"
     answer = _S3_ERROR.search(text)
     code = answer.group(1) if answer else ""
     if code == "NoSuchBucket":
-        return f"no bucket {bucket!r} at {server}"
+        return FileNotFoundError(f"no bucket {bucket!r} at {server}")
+    if _IMDS in text:
+        # No credentials in the environment: obstore asked the EC2 instance metadata service.
+        return PermissionError(
+            f"no AWS credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or pass --anonymous for a public bucket"
+        )
     if isinstance(error, PermissionDeniedError | UnauthenticatedError) or code in (
         "AccessDenied",
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
     ):
         detail = f" ({code}: {answer.group(2)})" if answer else ""
-        return (
+        return PermissionError(
             f"access to {url} denied{detail}: set the AWS_* credential environment variables, "
             "or pass --anonymous for a public bucket"
         )
-    if _IMDS in text:
-        # No credentials in the environment: obstore asked the EC2 instance metadata service.
-        return (
-            f"no AWS credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            "or pass --anonymous for a public bucket"
-        )
     if "kind: Timeout" in text:
-        return f"{server} did not answer {url} within {timeout:g} s (see --timeout)"
+        return TimeoutError(f"{server} did not answer {url} within {timeout:g} s (see --timeout)")
     if "kind: Connect" in text or "error sending request" in text:
-        return f"cannot connect to {server} for {url}"
+        return ConnectionError(f"cannot connect to {server} for {url}")
     if answer:
-        return f"{url}: {code}: {answer.group(2)}"
-    return f"{url}: {text.splitlines()[0] if text else type(error).__name__}"
+        return OSError(f"{url}: {code}: {answer.group(2)}")
+    return OSError(f"{url}: {text.splitlines()[0] if text else type(error).__name__}")
