@@ -15,8 +15,9 @@ import pytest
 import zarr
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import AsyncGroup, GroupMetadata
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.storage import LocalStore, ObjectStore, StorePath
 
 from corelay.io.describe import S3Options, describe_url, find_problems, is_url
 from corelay.io.errors import NoDataSource
@@ -52,7 +53,10 @@ def _write_hashed(store: Store | Path) -> None:
 
 
 def _write_plain(store: Store | Path) -> None:
-    root = zarr.open_group(LocalStore(store) if isinstance(store, Path) else store, mode="w")
+    opened = LocalStore(store) if isinstance(store, Path) else store
+    document = GroupMetadata().to_buffer_dict(default_buffer_prototype())["zarr.json"]
+    sync(opened.set("zarr.json", document))
+    root = zarr.Group(AsyncGroup(GroupMetadata(), StorePath(opened)))
     root.attrs["note"] = "made by zarr"
     group = root.create_group("g")
     group.create_array("v", data=np.arange(30, dtype="<i2").reshape(5, 6), chunks=(2, 3))
@@ -224,7 +228,7 @@ def test_a_store_at_the_bucket_root(
     _make_bucket(s3_server.endpoint, bucket)
     from tests.seaweed import s3_store
 
-    _write_plain(zarr.storage.ObjectStore(s3_store(s3_server.endpoint, bucket, "")))
+    _write_plain(ObjectStore(s3_store(s3_server.endpoint, bucket, "")))
     for url in (f"s3://{bucket}", f"s3://{bucket}/"):
         loaded = inspect_json(capsys, url, "--endpoint-url", s3_server.endpoint, "--anonymous")
         assert [entry["name"] for entry in loaded["entries"]] == ["g"]
