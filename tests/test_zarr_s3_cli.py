@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ from zarr.core.group import AsyncGroup, GroupMetadata
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ObjectStore, StorePath
 
-from corelay.io.describe import S3Options, describe_url, find_problems, is_url
+from corelay.io.describe import NotAStorageFileError, S3Options, describe_url, find_problems, is_url
 from corelay.io.errors import NoDataSource
 from corelay.io.storage import HashedZarr, ZarrStorage
-from tests.seaweed import S3Server, prefix_of
+from tests.seaweed import S3Server, prefix_of, s3_store
 from tests.test_cli import inspect_json, run
 
 # A server that accepts connections and never answers must fail within this many seconds.
@@ -226,8 +227,6 @@ def test_a_store_at_the_bucket_root(
     # A bucket of its own: the store is its whole content.
     bucket = "root-" + prefix_of(tmp_path)[:12]
     _make_bucket(s3_server.endpoint, bucket)
-    from tests.seaweed import s3_store
-
     _write_plain(ObjectStore(s3_store(s3_server.endpoint, bucket, "")))
     for url in (f"s3://{bucket}", f"s3://{bucket}/"):
         loaded = inspect_json(capsys, url, "--endpoint-url", s3_server.endpoint, "--anonymous")
@@ -235,8 +234,6 @@ def test_a_store_at_the_bucket_root(
 
 
 def _make_bucket(endpoint: str, bucket: str) -> None:
-    import urllib.request
-
     with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")):
         pass
 
@@ -262,7 +259,6 @@ def test_endpoint_and_credentials_come_from_the_environment_and_are_not_printed(
     _write_storage(s3_server.store(prefix))
     # SeaweedFS without identities takes signed requests too: these are signed with the key.
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
-    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDCORELAYTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     status, out, err = run(capsys, "inspect", url)
@@ -318,11 +314,15 @@ def test_a_prefix_with_no_zarr_store(
     s3_args: list[str],
 ) -> None:
     message = _error(capsys, "inspect", url, *s3_args)
-    assert message == f"no Zarr v3 store at {url} (no object under it, no zarr.json)"
+    assert message == f"no Zarr v3 store at {url}: no object under the prefix"
+    with pytest.raises(FileNotFoundError, match="no object under the prefix"):
+        describe_url(url, options=_options(s3_server))
     # Objects, but none is the root group's document: the store's members, not the store.
     _write_plain(s3_server.store(prefix))
     message = _error(capsys, "validate", f"{url}/g/v/c", *s3_args)
-    assert message == f"no Zarr v3 store at {url}/g/v/c (objects under it, no zarr.json)"
+    assert message == f"{url}/g/v/c holds objects but no zarr.json: not a Zarr v3 store"
+    with pytest.raises(NotAStorageFileError, match=r"holds objects but no zarr\.json"):
+        describe_url(f"{url}/g/v/c", options=_options(s3_server))
 
 
 def test_unknown_schemes_and_malformed_urls(capsys: pytest.CaptureFixture[str]) -> None:
@@ -355,6 +355,7 @@ def test_s3_options_with_a_local_path_and_bad_options(
     assert _error(capsys, "inspect", str(local), "--anonymous", "--region", "eu-west-1") == (
         f"--region, --anonymous: only for s3:// URLs, not the path {str(local)!r}"
     )
+    assert _error(capsys, "validate", str(local), "--timeout", "0").startswith("--timeout: only")
     assert "positive number of seconds" in _error(capsys, "inspect", url, "--timeout", "0")
     assert "positive number of seconds" in _error(capsys, "inspect", url, "--timeout", "nan")
     assert "is not http:// or https://" in _error(

@@ -105,7 +105,11 @@ _S3_FLAGS = {
 
 def _describe_target(args: argparse.Namespace, key: str | None) -> FileDescription:
     """Describes the local file or store, or the ``s3://`` URL, that ``args.file`` names."""
-    given = [flag for name, flag in _S3_FLAGS.items() if getattr(args, name) not in (None, False)]
+    given = [
+        flag
+        for name, flag in _S3_FLAGS.items()
+        if getattr(args, name) is not None and getattr(args, name) is not False
+    ]
     if not is_url(args.file):
         if given:
             raise ValueError(f"{', '.join(given)}: only for s3:// URLs, not the path {args.file!r}")

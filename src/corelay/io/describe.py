@@ -191,7 +191,8 @@ def describe_url(
     Raises:
         ValueError: ``url`` is not an ``s3://`` URL with a bucket, or ``key`` is not a valid key.
         ImportError: zarr or obstore is not installed (the message names the extra).
-        FileNotFoundError: There is no such bucket, or no Zarr v3 store at the prefix.
+        FileNotFoundError: There is no such bucket, or no object under the prefix.
+        NotAStorageFileError: There are objects under the prefix, but no Zarr v3 root group.
         OSError: The endpoint cannot be reached or does not answer within the timeout, access is
             denied, or another request fails.
         NoDataSource: The store has no node at ``key``.

@@ -15,7 +15,7 @@ from obstore.exceptions import BaseError, PermissionDeniedError, Unauthenticated
 from obstore.store import S3Store
 from zarr.storage import ObjectStore
 
-from corelay.io._description import Description, Progress
+from corelay.io._description import Description, NotAStorageFileError, Progress
 from corelay.io._zarr.describe import describe_zarr
 from corelay.io._zarr.layout import get_doc, run
 
@@ -48,7 +48,8 @@ def describe_s3(
         The descriptions, and the bytes of all objects under the prefix.
 
     Raises:
-        FileNotFoundError: There is no bucket ``bucket``, or no Zarr v3 store at the prefix.
+        FileNotFoundError: There is no bucket ``bucket``, or no object under the prefix.
+        NotAStorageFileError: There are objects under the prefix, but no Zarr v3 root group.
         OSError: The endpoint cannot be reached or does not answer within the timeout, access is
             denied, or another request fails.
         NoDataSource: The store has no node at ``key``.
@@ -60,8 +61,11 @@ def describe_s3(
         if run(get_doc(store, "")) is None:
             # An absent root document, also when the bucket is absent: listing tells which.
             found = obstore.list_with_delimiter(s3)
-            what = "objects" if found["objects"] or found["common_prefixes"] else "no object"
-            raise FileNotFoundError(f"no Zarr v3 store at {url} ({what} under it, no zarr.json)")
+            if found["objects"] or found["common_prefixes"]:
+                raise NotAStorageFileError(
+                    f"{url} holds objects but no zarr.json: not a Zarr v3 store"
+                )
+            raise FileNotFoundError(f"no Zarr v3 store at {url}: no object under the prefix")
         entries = describe_zarr(store, key, progress, where=url)
         size = sum(
             meta["size"] for batch in obstore.list(s3, chunk_size=_LIST_CHUNK) for meta in batch
