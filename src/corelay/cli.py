@@ -94,7 +94,7 @@ def _describe(path: Path, key: str | None) -> FileDescription:
         progress.close()
 
 
-# The options of an object store, and their help.
+# The options of an object store: argparse destination -> flag.
 _S3_FLAGS = {
     "endpoint_url": "--endpoint-url",
     "region": "--region",
@@ -506,8 +506,9 @@ def _error_message(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``corelay-io`` command.
 
-    Bad input (a missing, damaged, crafted or foreign file, a bad key) prints one line to stderr
-    and returns 2, never a traceback.
+    Bad input (a missing, damaged, crafted or foreign file, a bad key, an S3 store that cannot be
+    reached or read, zarr not installed) prints one line to stderr and returns 2, never a
+    traceback.
 
     Args:
         argv: The arguments, without the program name; defaults to ``sys.argv[1:]``.
