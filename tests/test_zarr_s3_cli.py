@@ -9,7 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -361,6 +361,17 @@ def test_s3_options_with_a_local_path_and_bad_options(
     assert "is not http:// or https://" in _error(
         capsys, "inspect", url, "--endpoint-url", "ftp://host"
     )
+
+
+def test_s3_options_are_checked() -> None:
+    assert S3Options(timeout=5).timeout == 5 and S3Options().timeout == 30
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            S3Options(timeout=bad)
+    with pytest.raises(TypeError):
+        S3Options(timeout=cast(Any, "5"))
+    with pytest.raises(ValueError, match="not http:// or https://"):
+        S3Options(endpoint_url="minio:9000")
 
 
 def test_an_endpoint_that_refuses_connections(capsys: pytest.CaptureFixture[str], url: str) -> None:

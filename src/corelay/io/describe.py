@@ -77,10 +77,11 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZARR_METADATA = "zarr.json"
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-#: The URL schemes :func:`describe_url` reads.
-URL_SCHEMES = ("s3",)
+# The URL schemes describe_url reads.
+_URL_SCHEMES = ("s3",)
 
 
+@typechecked
 @dataclass(frozen=True)
 class S3Options:
     """How to reach an S3-compatible object store.
@@ -100,7 +101,8 @@ class S3Options:
     endpoint_url: str | None = None
     region: str | None = None
     anonymous: bool = False
-    timeout: float = 30.0
+    # int named too: the run-time check does not take an int for a float.
+    timeout: float | int = 30.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and self.timeout > 0):
@@ -202,8 +204,8 @@ def describe_url(
         under the prefix.
     """
     parts = urlsplit(url)
-    if not is_url(url) or parts.scheme.lower() not in URL_SCHEMES:
-        known = ", ".join(f"{scheme}://" for scheme in URL_SCHEMES)
+    if not is_url(url) or parts.scheme.lower() not in _URL_SCHEMES:
+        known = ", ".join(f"{scheme}://" for scheme in _URL_SCHEMES)
         raise ValueError(f"unknown URL scheme {parts.scheme!r} in {url!r}: reads {known} URLs")
     if not parts.netloc:
         raise ValueError(f"no bucket in {url!r}: expected s3://bucket/prefix")
