@@ -29,8 +29,9 @@ __all__ = ["describe_s3"]
 # How often a failed request is tried again (within the timeout): a busy server's 503 passes.
 _RETRIES = 3
 _LIST_CHUNK = 1000
-# The EC2 instance metadata service, where credentials are looked up last.
-_IMDS = "169.254.169.254"
+# Paths of the EC2 instance metadata service, where credentials are looked up last (at
+# 169.254.169.254, or AWS_METADATA_ENDPOINT).
+_IMDS = re.compile(r"/latest/(api/token|meta-data/)")
 _S3_ERROR = re.compile(r"<Code>([^<]*)</Code>\s*<Message>([^<]*)</Message>")
 
 
@@ -110,7 +111,7 @@ def _error(
     code = answer.group(1) if answer else ""
     if code == "NoSuchBucket":
         return FileNotFoundError(f"no bucket {bucket!r} at {server}")
-    if _IMDS in text:
+    if _IMDS.search(text):
         # No credentials in the environment: obstore asked the EC2 instance metadata service.
         return PermissionError(
             f"no AWS credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
