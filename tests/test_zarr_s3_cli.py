@@ -448,16 +448,21 @@ def test_obstore_not_installed_names_the_extra(
     assert EXTRA in message
 
 
-def test_zarr_not_installed_names_the_extra(url: str) -> None:
-    # A fresh process in which zarr cannot be imported, as without the extra.
-    code = (
-        "import sys; sys.modules['zarr'] = None; from corelay.cli import main; "
-        f"sys.exit(main(['validate', {url!r}, '--anonymous']))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("corelay-io: error: Describing a Zarr store on S3 needs zarr")
-    assert EXTRA in done.stderr and done.stderr.count("\n") == 1
+def test_zarr_not_installed_names_the_extra(tmp_path: Path, url: str) -> None:
+    local = tmp_path / "local.zarr"
+    _write_storage(local)
+    for target, what in ((url, "a Zarr store on S3"), (str(local), "a Zarr store")):
+        # A fresh process in which zarr cannot be imported, as without the extra.
+        code = (
+            "import sys; sys.modules['zarr'] = None; from corelay.cli import main; "
+            f"sys.exit(main(['validate', {target!r}]))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.startswith(f"corelay-io: error: Describing {what} needs zarr")
+        assert EXTRA in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_a_real_process_on_s3(s3_server: S3Server, prefix: str, url: str) -> None:
