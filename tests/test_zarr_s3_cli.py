@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -18,12 +17,12 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import AsyncGroup, GroupMetadata
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, ObjectStore, StorePath
+from zarr.storage import LocalStore, StorePath
 
 from corelay.io.describe import NotAStorageFileError, S3Options, describe_url, find_problems, is_url
 from corelay.io.errors import NoDataSource
 from corelay.io.storage import HashedZarr, ZarrStorage
-from tests.seaweed import S3Server, prefix_of, s3_store
+from tests.seaweed import S3Server, prefix_of
 from tests.test_cli import inspect_json, run
 
 # A server that accepts connections and never answers must fail within this many seconds.
@@ -221,21 +220,20 @@ def test_inspect_one_key_on_s3(
         describe_url(url, "run-3", options=_options(s3_server))
 
 
-def test_a_store_at_the_bucket_root(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, s3_server: S3Server
+def test_the_bucket_root_is_a_prefix_too(
+    capsys: pytest.CaptureFixture[str], s3_server: S3Server, prefix: str, s3_args: list[str]
 ) -> None:
-    # A bucket of its own: the store is its whole content.
-    bucket = "root-" + prefix_of(tmp_path)[:12]
-    _make_bucket(s3_server.endpoint, bucket)
-    _write_plain(ObjectStore(s3_store(s3_server.endpoint, bucket, "")))
+    # The shared bucket holds the stores of the tests under their prefixes, and no root group:
+    # without a prefix, the whole bucket is looked at. (A bucket of its own for a store at the
+    # root would be a new SeaweedFS collection, which a loaded server may fail to allocate.)
+    _write_plain(s3_server.store(prefix))
+    bucket = s3_server.bucket
     for url in (f"s3://{bucket}", f"s3://{bucket}/"):
-        loaded = inspect_json(capsys, url, "--endpoint-url", s3_server.endpoint, "--anonymous")
-        assert [entry["name"] for entry in loaded["entries"]] == ["g"]
-
-
-def _make_bucket(endpoint: str, bucket: str) -> None:
-    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")):
-        pass
+        assert _error(capsys, "inspect", url, *s3_args) == (
+            f"{url} holds objects but no zarr.json: not a Zarr v3 store"
+        )
+    loaded = inspect_json(capsys, f"s3://{bucket}/{prefix}/", *s3_args)
+    assert [entry["name"] for entry in loaded["entries"]] == ["g"]
 
 
 # ---------------------------------------------------------------------------------- access
