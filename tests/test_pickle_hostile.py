@@ -101,7 +101,9 @@ def test_shared_structure_is_refused_within_seconds(
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - start < 5
+    # About 0.3 s alone and 2 s on a loaded machine under tracemalloc; expanded, it would take
+    # hours: the bound tells the two apart without failing on a busy machine.
+    assert time.monotonic() - start < 30
     assert peak < 64 << 20
 
 
