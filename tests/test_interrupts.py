@@ -12,10 +12,9 @@ from corelay.io._hdf5 import interrupts_deferred
 def test_an_interrupt_inside_the_block_is_raised_when_it_ends() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     reached_end = False
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            signal.raise_signal(signal.SIGINT)
-            reached_end = True  # not raised at the signal
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        reached_end = True  # not raised at the signal
     assert reached_end
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -27,20 +26,18 @@ def test_a_block_without_an_interrupt_restores_the_default_handler() -> None:
 
 
 def test_the_blocks_own_exception_goes_through() -> None:
-    with pytest.raises(OSError, match="disk full"):
-        with interrupts_deferred():
-            signal.raise_signal(signal.SIGINT)
-            raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        raise OSError("disk full")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_nested_blocks_raise_once_at_the_outer_end() -> None:
     inner_done = False
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
         with interrupts_deferred():
-            with interrupts_deferred():
-                signal.raise_signal(signal.SIGINT)
-            inner_done = True  # the inner block held nothing of its own
+            signal.raise_signal(signal.SIGINT)
+        inner_done = True  # the inner block held nothing of its own
     assert inner_done
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
