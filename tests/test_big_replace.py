@@ -13,14 +13,14 @@ from corelay.io.storage import HDF5Storage
 
 def _journal_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
-    real = journal.encode_journal
+    real = journal.journal_pieces
 
-    def spy(operations: list[journal.Operation], inode: int = 0, size: int = 0) -> bytes:
-        encoded = real(operations, inode, size)
-        sizes.append(len(encoded))
-        return encoded
+    def spy(operations: list[journal.Operation], inode: int = 0, size: int = 0) -> list[bytes]:
+        pieces = real(operations, inode, size)
+        sizes.append(sum(len(piece) for piece in pieces))
+        return pieces
 
-    monkeypatch.setattr(journal, "encode_journal", spy)
+    monkeypatch.setattr(journal, "journal_pieces", spy)
     return sizes
 
 

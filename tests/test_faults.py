@@ -78,6 +78,7 @@ def _fault_at(step: int | None, error: BaseException) -> Generator[list[int]]:
         (JournaledFile, "truncate"),
         (JournaledFile, "flush"),
         (os, "pwrite"),
+        (os, "pwritev"),
         (os, "ftruncate"),
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name in targets]

@@ -152,7 +152,8 @@ def _model_file(
 
 
 def _failing_after(count: int, error: BaseException) -> dict[str, Any]:
-    """Replacements of os.pwrite and os.ftruncate: the calls after ``count`` raise ``error``."""
+    """Replacements of os.pwrite, os.pwritev and os.ftruncate: the calls after ``count`` raise
+    ``error``."""
     calls = 0
 
     def failing(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,7 +166,11 @@ def _failing_after(count: int, error: BaseException) -> dict[str, Any]:
 
         return call
 
-    return {"pwrite": failing(os.pwrite), "ftruncate": failing(os.ftruncate)}
+    return {
+        "pwrite": failing(os.pwrite),
+        "pwritev": failing(os.pwritev),
+        "ftruncate": failing(os.ftruncate),
+    }
 
 
 def _vanish(file: JournaledFile) -> None:
@@ -208,6 +213,38 @@ def test_a_crash_leaves_the_last_commit(
         _assert_last_or_new(content, committed, model)
     else:
         assert content == bytes(model)
+
+
+def test_a_journal_written_in_short_pieces_is_complete(tmp_path: Path) -> None:
+    """More operations than one gathering write takes, each write cut short by the system:
+    the journal on disk is still whole, and a crash right after it replays every operation."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(6000))
+    model = bytearray(6000)
+    calls: list[int] = []
+
+    def short(fd: int, buffers: list[Any], offset: int) -> int:
+        calls.append(len(buffers))  # writes no more than 11 bytes, as a system may
+        return os.pwrite(fd, b"".join(bytes(buffer) for buffer in buffers)[:11], offset)
+
+    file = JournaledFile(path, "r+")
+    for index in range(1500):  # overwrites of committed bytes: 3000 pieces in the journal
+        data = bytes([index % 251 + 1]) * 3
+        file.seek(index * 4)
+        file.write(data)
+        model[index * 4 : index * 4 + 3] = data
+    with (
+        mock.patch.object(os, "pwritev", short),
+        mock.patch.object(JournaledFile, "_apply", side_effect=SystemExit("killed")),
+        pytest.raises(SystemExit),
+    ):
+        file.flush()
+    _vanish(file)
+    assert max(calls) <= 1024  # within the system's limit of buffers per write
+    assert path.read_bytes() == bytes(6000)  # killed before anything reached the file
+    with JournaledFile(path, "r+") as reopened:
+        assert reopened.read() == bytes(model)
+    assert not journal_path(path).exists()
 
 
 @settings(max_examples=150, deadline=None)

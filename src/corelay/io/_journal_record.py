@@ -23,6 +23,7 @@ __all__ = [
     "check_journal_slot",
     "encode_journal",
     "journal_path",
+    "journal_pieces",
     "parse_journal",
     "read_journal",
     "replayable",
@@ -55,14 +56,38 @@ def encode_journal(operations: list[Operation], inode: int = 0, size: int = 0) -
         inode: The inode number of the file it belongs to.
         size: The file's size before the operations are applied.
     """
-    body = b"".join(
-        _OPERATION.pack(offset, _TRUNCATE)
-        if data is None
-        else _OPERATION.pack(offset, len(data)) + data
-        for offset, data in operations
-    )
-    checksum = _CHECKSUM.pack(xxhash.xxh3_64_intdigest(_HEADER.pack(MAGIC, inode, size, 0) + body))
-    return _HEADER.pack(MAGIC, inode, size, len(body)) + body + checksum
+    return b"".join(journal_pieces(operations, inode, size))
+
+
+def journal_pieces(operations: list[Operation], inode: int = 0, size: int = 0) -> list[bytes]:
+    """The journal of ``operations`` as consecutive pieces, for one gathering write.
+
+    Their concatenation is :func:`encode_journal`'s result; the data of the operations are
+    pieces of their own, not copied into one body.
+
+    Args:
+        operations: What the journal does to the file, in order.
+        inode: The inode number of the file it belongs to.
+        size: The file's size before the operations are applied.
+    """
+    pieces = [b""]  # the header, once the body's length is known
+    length = 0
+    checksum = xxhash.xxh3_64(_HEADER.pack(MAGIC, inode, size, 0))
+    for offset, data in operations:
+        if data is None:
+            head = _OPERATION.pack(offset, _TRUNCATE)
+            checksum.update(head)
+            pieces.append(head)
+            length += len(head)
+        else:
+            head = _OPERATION.pack(offset, len(data))
+            checksum.update(head)
+            checksum.update(data)
+            pieces += (head, data)
+            length += len(head) + len(data)
+    pieces[0] = _HEADER.pack(MAGIC, inode, size, length)
+    pieces.append(_CHECKSUM.pack(checksum.intdigest()))
+    return pieces
 
 
 class _Journal:

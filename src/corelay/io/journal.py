@@ -33,6 +33,7 @@ from corelay.io._journal_record import (
     check_journal_slot,
     encode_journal,
     journal_path,
+    journal_pieces,
     parse_journal,
     read_journal,
     replayable,
@@ -50,6 +51,7 @@ __all__ = [
     "check_journal_slot",
     "encode_journal",
     "journal_path",
+    "journal_pieces",
     "replayable",
 ]
 
@@ -115,6 +117,7 @@ class JournaledFile(io.RawIOBase):
             self._release()
             raise
         self._journal_fd: int | None = None
+        self._journal_id = (0, 0)  # device and inode of the journal open at _journal_fd
         self._discarding = False
         # Byte ranges (start, end) of the committed part that the committed state does not
         # refer to (space HDF5 freed before the last commit), sorted: written directly.
@@ -178,8 +181,7 @@ class JournaledFile(io.RawIOBase):
             there = os.lstat(self._journal)
         except FileNotFoundError:
             return False
-        mine = os.fstat(self._journal_fd)
-        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+        return (there.st_dev, there.st_ino) == self._journal_id
 
     def _open_journal(self) -> int:
         if self._journal_fd is not None:
@@ -197,6 +199,8 @@ class JournaledFile(io.RawIOBase):
                 f"{str(self._journal)!r} appeared while the file was open: refused; remove it",
             ) from None
         self._journal_fd = fd
+        status = os.fstat(fd)
+        self._journal_id = status.st_dev, status.st_ino  # an open file's never changes
         return fd
 
     def rename(self, path: Path) -> None:
@@ -392,8 +396,7 @@ class JournaledFile(io.RawIOBase):
         if self._pending:
             journal = self._open_journal()
             before = os.fstat(self._fd)
-            encoded = encode_journal(self._pending, before.st_ino, before.st_size)
-            _write_all(journal, encoded, 0)
+            _write_all(journal, journal_pieces(self._pending, before.st_ino, before.st_size), 0)
             self._apply(self._pending)
             os.pwrite(journal, bytes(len(MAGIC)), 0)  # the journal is spent
             self._pending.clear()
@@ -433,11 +436,30 @@ class JournaledFile(io.RawIOBase):
 _ZEROS_BYTES = 1 << 20
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+def _write_all(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Writes the concatenation of ``pieces`` at ``offset``, gathered, without joining them."""
+    if not hasattr(os, "pwritev"):  # not on every system
+        pieces = [b"".join(pieces)]
+    buffers: list[bytes | memoryview] = [piece for piece in pieces if piece]
+    while buffers:
+        batch = buffers[:_IOV_MAX]
+        written = (
+            os.pwritev(fd, batch, offset) if len(batch) > 1 else os.pwrite(fd, batch[0], offset)
+        )
+        offset += written
+        done = 0
+        for buffer in batch:  # drops what was written; a partial write leaves a remainder
+            if written < len(buffer):
+                break
+            written -= len(buffer)
+            done += 1
+        del buffers[:done]
+        if written:
+            buffers[0] = memoryview(buffers[0])[written:]
+
+
+# At most this many buffers in one gathering write (the system's limit is at least this).
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 def __getattr__(name: str) -> Any:

@@ -3,19 +3,17 @@
 The byte-level journal is :mod:`corelay.io.journal`; here h5py is opened on top of it.
 """
 
+import _signal
 import contextlib
 import ctypes
 import errno
 import glob
 import os
 import secrets
-import signal
 import stat
 import threading
-from collections.abc import Generator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, Literal
 
 import h5py
@@ -372,30 +370,53 @@ def roll_back(file: h5py.File) -> bool:
     return isinstance(file, _ClosingFile) and file.roll_back()
 
 
-@contextmanager
-def interrupts_deferred() -> Generator[None]:
+def interrupts_deferred() -> "_Deferral":
     """Holds back Ctrl-C (``SIGINT``) until the block ends, then raises it.
 
     A :class:`KeyboardInterrupt` raised inside one of HDF5's callbacks (the journaled file's
     writes) leaves HDF5's cache inconsistent for good. Outside the main thread, or when
-    ``SIGINT`` is not handled by Python's default handler, nothing is deferred.
+    ``SIGINT`` is not handled by Python's default handler, nothing is deferred. A block that
+    ends with an exception of its own lets that exception through, not the held interrupt.
+
+    Returns:
+        A context manager, used once.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        yield
-        return
-    received: list[int] = []
+    return _Deferral()
 
-    def hold(number: int, frame: FrameType | None) -> None:
-        received.append(number)
 
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+class _Deferral:
+    """The context manager of :func:`interrupts_deferred`.
+
+    It swaps handlers through the C module beneath :mod:`signal`: the wrappers there convert
+    each handler to and from an enum, which cost more than the rest of a small write's checks.
+    """
+
+    __slots__ = ("_previous", "_received")
+
+    def __init__(self) -> None:
+        self._previous: _signal.Handler | None = None
+        self._received = False
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = _signal.getsignal(_signal.SIGINT)
+        if previous is _signal.default_int_handler:  # a user's own handler is left alone
+            _signal.signal(_signal.SIGINT, self._hold)
+            self._previous = previous
+
+    def _hold(self, number: int, frame: FrameType | None) -> None:
+        self._received = True
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return
+        _signal.signal(_signal.SIGINT, previous)
+        if self._received and kind is None:
+            raise KeyboardInterrupt
