@@ -1,8 +1,13 @@
 """HDF5 files written by others, damaged or crafted: reads end quickly, follow nothing outside
 the file unless asked, and raise only documented errors naming the path."""
 
+import functools
+import math
+import subprocess
+import sys
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from h5py import h5p, h5t
+from h5py import h5d, h5p, h5s, h5t
 
 from corelay import cli
 from corelay.cli import main
@@ -454,3 +459,281 @@ def test_inspect_of_hashed_metadata_with_shared_groups_ends_quickly(
     out = capsys.readouterr().out
     assert "<a group shown before>" in out
     assert "external link to '/x' in 'other.h5'" in out
+
+
+# Decompression bombs: a chunk that inflates far beyond what a chunk of its dataset holds.
+
+_BOMB_BYTES = 1 << 28  # what HDF5's own filter would allocate for the bomb chunk
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    compressor = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(_BOMB_BYTES >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+def _bomb_file(path: Path, shuffle: bool = False, dtype: str = "i8") -> Path:
+    with h5py.File(path, "w") as file:
+        data = np.arange(4, dtype=dtype)
+        dataset = file.create_dataset(
+            "k", data=data, chunks=(4,), compression="gzip", shuffle=shuffle
+        )
+        dataset.id.write_direct_chunk((0,), _gzip_bomb())
+        file.create_group("g")["k"] = dataset  # the bomb inside a tree, too
+        file["fine"] = np.arange(3)
+    return path
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["gzip", "gzip+shuffle"])
+def test_gzip_bombs_are_refused_before_allocating(tmp_path: Path, shuffle: bool) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5", shuffle)
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with HDF5Storage(path, "r") as storage:
+            with pytest.raises(UnreadableNodeError, match=r"^/k: the gzip chunk at \(0,\) decomp"):
+                storage["k"]
+            with pytest.raises(UnreadableNodeError, match=r"^/g/k: the gzip chunk"):
+                storage["g"]
+            lazy = storage.lazy("k")
+            with pytest.raises(UnreadableNodeError, match="'/k' in .*: the gzip chunk at"):
+                lazy[1:3]
+            with pytest.raises(UnreadableNodeError, match="the gzip chunk at"):
+                np.asarray(lazy)
+            assert_same_tree(storage["fine"], np.arange(3))
+        with h5py.File(path, "r") as file:
+            dataset = file["k"]
+            assert isinstance(dataset, h5py.Dataset)
+            # What HashedHDF5 reads entries with.
+            with pytest.raises(UnreadableNodeError, match="^/k: the gzip chunk"):
+                _hdf5.read_array(dataset.id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert time.perf_counter() - start < 5
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from corelay.io.storage import HDF5Storage, UnreadableNodeError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with HDF5Storage(sys.argv[1], "r") as storage:
+    try:
+        storage["k"]
+    except UnreadableNodeError as error:
+        print(error)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_a_gzip_bomb_does_not_raise_the_peak_memory_of_a_process(tmp_path: Path) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5")
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True
+    )
+    message, grown = done.stdout.splitlines()
+    assert message.startswith("/k: the gzip chunk at (0,) decompresses to more than 32 bytes")
+    assert int(grown) < 64 << 20, grown
+
+
+def test_inspect_of_a_gzip_bomb_ends_quickly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5")
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        assert main(["inspect", str(path)]) == 0
+        assert main(["inspect", "--json", str(path), "k"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak
+    assert time.perf_counter() - start < 10
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _zstd_frame(content: bytes) -> bytes:
+    from numcodecs import Zstd  # a dependency of zarr, in the test extra
+
+    frame = Zstd(level=1).encode(content)
+    assert isinstance(frame, bytes)
+    return frame
+
+
+def test_zstd_bombs_are_refused_before_allocating(tmp_path: Path) -> None:
+    hdf5plugin = pytest.importorskip("hdf5plugin")  # in the test extra: never skipped in CI
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as file:
+        options = {"chunks": (4,), **hdf5plugin.Zstd()}
+        bomb = file.create_dataset("k", data=np.arange(4), **options)
+        bomb.id.write_direct_chunk((0,), _zstd_frame(bytes(64 << 20)))
+        short = file.create_dataset("short", data=np.arange(4), **options)
+        short.id.write_direct_chunk((0,), _zstd_frame(bytes(16)))
+        file.create_dataset("junk", data=np.arange(4), **options).id.write_direct_chunk(
+            (0,), b"not zstd at all"
+        )
+        file.create_dataset("fine", data=np.arange(10.0), **options)
+    tracemalloc.start()
+    try:
+        with HDF5Storage(path, "r") as storage:
+            with pytest.raises(UnreadableNodeError, match=r"^/k: the zstd chunk at \(0,\) decl"):
+                storage["k"]
+            with pytest.raises(UnreadableNodeError, match="declares 16 bytes; .* holds 32"):
+                storage["short"]
+            with pytest.raises(UnreadableNodeError, match="^/junk: the chunk at .* not a zstd"):
+                storage["junk"]
+            with pytest.raises(UnreadableNodeError, match="the zstd chunk"):
+                storage.lazy("k")[:1]
+            assert_same_tree(storage["fine"], np.arange(10.0))
+            assert_same_tree(storage.lazy("fine")[3:5], np.arange(3.0, 5.0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+@pytest.mark.parametrize(
+    ("chunk", "message"),
+    [
+        (lambda good: good[:-5], "the stream is truncated"),
+        (lambda good: b"\x00" + good[1:], "gzip: Error"),
+        (lambda good: zlib.compress(bytes(8)), "gzip: 8 bytes, not 32"),
+        (lambda good: zlib.compress(bytes(32)) + b"trailing", None),
+    ],
+    ids=["truncated", "corrupt", "short", "trailing"],
+)
+def test_damaged_gzip_chunks(
+    tmp_path: Path, chunk: Callable[[bytes], bytes], message: str | None
+) -> None:
+    path = tmp_path / "damaged.h5"
+    with h5py.File(path, "w") as file:
+        dataset = file.create_dataset("k", data=np.arange(4), chunks=(4,), compression="gzip")
+        dataset.id.write_direct_chunk((0,), chunk(dataset.id.read_direct_chunk((0,))[1]))
+    with HDF5Storage(path, "r") as storage:
+        if message is None:  # HDF5 ignores what follows the stream, and so does the library
+            assert_same_tree(storage["k"], np.zeros(4, dtype=np.int64))
+            return
+        with pytest.raises(UnreadableNodeError, match=f"^/k: the chunk at .* damaged: {message}"):
+            storage["k"]
+
+
+def test_unknown_filters_are_refused_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "filters.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("k", data=np.arange(100), chunks=(10,), scaleoffset=0)
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match="^/k: filtered with HDF5 filter 6, whose"):
+            storage["k"]
+        with pytest.raises(UnreadableNodeError, match="filter 6"):
+            storage.lazy("k")
+    with h5py.File(path, "r") as file:
+        dataset = file["k"]
+        assert isinstance(dataset, h5py.Dataset)
+        read = _hdf5.read_array(dataset.id, _hdf5.ReadLimits(any_filter=True))
+        assert_same_tree(read, np.arange(100))
+
+
+def test_lzf_declaring_chunks_larger_than_its_datasets_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lzf.h5"
+    plist = h5p.create(h5p.DATASET_CREATE)
+    plist.set_chunk((4,))
+    plist.set_filter(32000, 1, (4, 0, 1 << 31))  # what the filter allocates first
+    with h5py.File(path, "w") as file:
+        space = h5s.create_simple((4,))
+        h5d.create(file.id, b"k", h5t.STD_I64LE, space, dcpl=plist)
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"^/k: lzf declares chunks of 2147483648"):
+            storage["k"]
+
+
+_ROUND_TRIP_DTYPES = [
+    "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16",
+    ">i4", ">f8", ">c16", "S5",
+]  # fmt: skip
+_FILTERS: dict[str, dict[str, Any]] = {
+    "gzip": {"compression": "gzip"},
+    "shuffle+gzip": {"compression": "gzip", "shuffle": True},
+    "gzip+fletcher32": {"compression": "gzip", "fletcher32": True},
+    "all3": {"compression": "gzip", "shuffle": True, "fletcher32": True, "compression_opts": 9},
+    "fletcher32": {"fletcher32": True},
+    "shuffle": {"shuffle": True},
+    "lzf": {"compression": "lzf", "shuffle": True},
+}
+
+
+def _values(dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(7)
+    count = math.prod(shape)
+    if dtype.kind == "S":
+        return np.array([str(i).encode() for i in range(count)], dtype=dtype).reshape(shape)
+    if dtype.kind == "b":
+        return (rng.integers(0, 2, count) == 1).reshape(shape)
+    raw = rng.integers(0, 256, count * dtype.itemsize, dtype=np.uint8).view(dtype)
+    if dtype.kind in "fc":  # random bytes, but no NaN: equal values compare equal
+        raw = np.nan_to_num(raw)
+    return raw.reshape(shape)
+
+
+@pytest.mark.parametrize("filters", list(_FILTERS), ids=list(_FILTERS))
+def test_filtered_datasets_written_by_h5py_read_exactly(tmp_path: Path, filters: str) -> None:
+    options = dict(_FILTERS[filters])
+    if filters == "zstd":
+        options.update(pytest.importorskip("hdf5plugin").Zstd())
+    shapes = [((10,), (4,)), ((7, 5, 3), (3, 2, 2)), ((0, 3), (2, 3)), ((1,), (1,))]
+    path = tmp_path / "filtered.h5"
+    expected: dict[str, np.ndarray[Any, Any]] = {}
+    with h5py.File(path, "w") as file:
+        for code in _ROUND_TRIP_DTYPES:
+            for shape, chunks in shapes:
+                name = f"{code.replace('>', 'be')}-{'x'.join(map(str, shape))}"
+                values = _values(np.dtype(code), shape)
+                file.create_dataset(name, data=values, chunks=chunks, **options)
+                expected[name] = values
+        strings = file.create_dataset(
+            "text", data=["a", "bé", "", "long" * 20], chunks=(3,), **options
+        )
+        expected["text"] = np.array(["a", "bé", "", "long" * 20])
+        assert strings.dtype.kind == "O"
+        sparse = file.create_dataset("sparse", shape=(9, 4), dtype="f4", chunks=(2, 3), **options)
+        sparse[4:6, 1:2] = 5  # two chunks written, the others hold the fill value
+        expected["sparse"] = sparse[()]
+        filled = file.create_dataset(
+            "filled", shape=(5,), dtype="i2", chunks=(2,), fillvalue=-3, **options
+        )
+        filled[0] = 1
+        expected["filled"] = filled[()]
+    with HDF5Storage(path, "r") as storage:
+        for name, values in expected.items():
+            read = storage[name]
+            assert_same_tree(read, values)
+            assert read.dtype == values.dtype, name
+        lazy = storage.lazy("i8-7x5x3")
+        assert_same_tree(lazy[1:6:2, 2, 1:], expected["i8-7x5x3"][1:6:2, ::2, 1:])
+
+
+def test_zstd_datasets_written_by_h5py_read_exactly(tmp_path: Path) -> None:
+    hdf5plugin = pytest.importorskip("hdf5plugin")  # in the test extra: never skipped in CI
+    path = tmp_path / "zstd.h5"
+    expected: dict[str, np.ndarray[Any, Any]] = {}
+    with h5py.File(path, "w") as file:
+        for code in _ROUND_TRIP_DTYPES:
+            values = _values(np.dtype(code), (7, 5))
+            name = code.replace(">", "be")
+            file.create_dataset(name, data=values, chunks=(3, 2), **hdf5plugin.Zstd())
+            expected[name] = values
+    with HDF5Storage(path, "r") as storage:
+        for name, values in expected.items():
+            assert_same_tree(storage[name], values)
+        assert_same_tree(storage.lazy("f8")[2:, 1], expected["f8"][2:, 1])
+
+
+def test_gzip_datasets_written_by_the_storage_read_exactly(tmp_path: Path) -> None:
+    values = np.random.default_rng(1).normal(size=(300, 1000))
+    with HDF5Storage(tmp_path / "s.h5", "w", compression="gzip") as storage:
+        storage["x"] = {"a": values, "b": values[:, :3].astype("f2")}
+    with HDF5Storage(tmp_path / "s.h5", "r") as storage:
+        assert_same_tree(storage["x"], {"a": values, "b": values[:, :3].astype("f2")})
