@@ -120,7 +120,7 @@ def _item_bytes(dataset: h5d.DatasetID) -> int:
 def _stored_chunks(dataset: h5d.DatasetID) -> list[tuple[tuple[int, ...], int]]:
     found: list[tuple[tuple[int, ...], int]] = []
 
-    def visit(info: Any) -> None:
+    def visit(info: h5d.StoreInfo) -> None:
         found.append((tuple(int(at) for at in info.chunk_offset), int(info.filter_mask)))
 
     dataset.chunk_iter(visit)

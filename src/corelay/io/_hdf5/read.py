@@ -87,7 +87,8 @@ def _decodes(dataset: h5d.DatasetID, pipe: Pipeline) -> bool:
     return (
         dtype is not None
         and dtype.kind in "iufc"
-        and bool(shape)
+        and shape is not None
+        and len(shape) > 0
         and 0 not in shape
         and memory_type(dtype).equal(dataset.get_type())
     )
@@ -364,7 +365,10 @@ def _lazy_array(dataset: h5d.DatasetID) -> bool:
 
 
 def _read_leaf(
-    dataset: h5d.DatasetID, kind: str | None, shape: tuple[int, ...] | None, decoded: Pipeline | None
+    dataset: h5d.DatasetID,
+    kind: str | None,
+    shape: tuple[int, ...] | None,
+    decoded: Pipeline | None,
 ) -> Any:
     # ``decoded``: the pipeline to decode the chunks with here (see _bounded).
     if kind is None:
