@@ -1,8 +1,13 @@
 """HDF5 files written by others, damaged or crafted: reads end quickly, follow nothing outside
 the file unless asked, and raise only documented errors naming the path."""
 
+import functools
+import math
+import subprocess
+import sys
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -454,3 +459,288 @@ def test_inspect_of_hashed_metadata_with_shared_groups_ends_quickly(
     out = capsys.readouterr().out
     assert "<a group shown before>" in out
     assert "external link to '/x' in 'other.h5'" in out
+
+
+# Decompression bombs: a chunk that inflates far beyond what a chunk of its dataset holds.
+
+_BOMB_BYTES = 1 << 28  # what HDF5's own filter would allocate for the bomb chunk
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    compressor = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(_BOMB_BYTES >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+def _bomb_file(path: Path, shuffle: bool = False, dtype: str = "i8") -> Path:
+    with h5py.File(path, "w") as file:
+        data = np.arange(4, dtype=dtype)
+        dataset = file.create_dataset(
+            "k", data=data, chunks=(4,), compression="gzip", shuffle=shuffle
+        )
+        dataset.id.write_direct_chunk((0,), _gzip_bomb())
+        file.create_group("g")["k"] = dataset  # the bomb inside a tree, too
+        file["fine"] = np.arange(3)
+    return path
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["gzip", "gzip+shuffle"])
+def test_gzip_bombs_are_refused_before_allocating(tmp_path: Path, shuffle: bool) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5", shuffle)
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with HDF5Storage(path, "r") as storage:
+            with pytest.raises(UnreadableNodeError, match=r"^/k: the gzip chunk at \(0,\) decomp"):
+                storage["k"]
+            with pytest.raises(UnreadableNodeError, match=r"^/g/k: the gzip chunk"):
+                storage["g"]
+            lazy = storage.lazy("k")
+            with pytest.raises(UnreadableNodeError, match=r"'/k' in .*: the gzip chunk at"):
+                lazy[1:3]
+            with pytest.raises(UnreadableNodeError, match="the gzip chunk at"):
+                np.asarray(lazy)
+            assert_same_tree(storage["fine"], np.arange(3))
+        with h5py.File(path, "r") as file:
+            dataset = file["k"]
+            assert isinstance(dataset, h5py.Dataset)
+            # What HashedHDF5 reads entries with.
+            with pytest.raises(UnreadableNodeError, match=r"^/k: the gzip chunk"):
+                _hdf5.read_array(dataset.id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    assert time.perf_counter() - start < 5
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from corelay.io.storage import HDF5Storage, UnreadableNodeError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with HDF5Storage(sys.argv[1], "r") as storage:
+    try:
+        storage["k"]
+    except UnreadableNodeError as error:
+        print(error)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_a_gzip_bomb_does_not_raise_the_peak_memory_of_a_process(tmp_path: Path) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5")
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True
+    )
+    message, grown = done.stdout.splitlines()
+    assert message.startswith("/k: the gzip chunk at (0,) decompresses to more than 32 bytes")
+    assert int(grown) < 64 << 20, grown
+
+
+def test_inspect_of_a_gzip_bomb_ends_quickly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _bomb_file(tmp_path / "bomb.h5")
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        assert main(["inspect", str(path)]) == 0
+        assert main(["inspect", "--json", str(path), "k"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, peak
+    assert time.perf_counter() - start < 10
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _zstd_frame(file: h5py.File, content: int, options: dict[str, Any]) -> bytes:
+    # The chunk hdf5plugin's filter writes for ``content`` zero bytes: one zstd frame.
+    zeros = np.zeros(content, np.uint8)
+    dataset = file.create_dataset(f"frame-{content}", data=zeros, chunks=(content,), **options)
+    return dataset.id.read_direct_chunk((0,))[1]
+
+
+def test_zstd_bombs_are_refused_before_allocating(tmp_path: Path) -> None:
+    hdf5plugin = pytest.importorskip("hdf5plugin")  # in the test extra: never skipped in CI
+    path = tmp_path / "bomb.h5"
+    with h5py.File(path, "w") as file:
+        zstd: dict[str, Any] = dict(hdf5plugin.Zstd())
+        options: dict[str, Any] = {"chunks": (4,), **zstd}
+        bomb = file.create_dataset("k", data=np.arange(4), **options)
+        bomb.id.write_direct_chunk((0,), _zstd_frame(file, 64 << 20, zstd))
+        short = file.create_dataset("short", data=np.arange(4), **options)
+        short.id.write_direct_chunk((0,), _zstd_frame(file, 16, zstd))
+        file.create_dataset("junk", data=np.arange(4), **options).id.write_direct_chunk(
+            (0,), b"not zstd at all"
+        )
+        file.create_dataset("fine", data=np.arange(10.0), **options)
+    tracemalloc.start()
+    try:
+        with HDF5Storage(path, "r") as storage:
+            with pytest.raises(UnreadableNodeError, match=r"^/k: the zstd chunk at \(0,\) decl"):
+                storage["k"]
+            with pytest.raises(UnreadableNodeError, match=r"declares 16 bytes; .* holds 32"):
+                storage["short"]
+            with pytest.raises(UnreadableNodeError, match=r"^/junk: the chunk at .* not a zstd"):
+                storage["junk"]
+            with pytest.raises(UnreadableNodeError, match="the zstd chunk"):
+                storage.lazy("k")[:1]
+            assert_same_tree(storage["fine"], np.arange(10.0))
+            assert_same_tree(storage.lazy("fine")[3:5], np.arange(3.0, 5.0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def _truncated(good: bytes) -> bytes:
+    return good[:-5]
+
+
+def _corrupt(good: bytes) -> bytes:
+    return b"\x00" + good[1:]
+
+
+def _short(good: bytes) -> bytes:
+    return zlib.compress(bytes(8))
+
+
+def _trailing(good: bytes) -> bytes:
+    return zlib.compress(bytes(32)) + b"trailing"
+
+
+@pytest.mark.parametrize(
+    ("chunk", "message"),
+    [
+        (_truncated, "gzip: the stream is truncated"),
+        (_corrupt, "gzip: Error"),
+        (_short, "gzip: 8 bytes, not 32"),
+        (_trailing, None),
+    ],
+    ids=["truncated", "corrupt", "short", "trailing"],
+)
+def test_damaged_gzip_chunks(
+    tmp_path: Path, chunk: Callable[[bytes], bytes], message: str | None
+) -> None:
+    path = tmp_path / "damaged.h5"
+    with h5py.File(path, "w") as file:
+        dataset = file.create_dataset("k", data=np.arange(4), chunks=(4,), compression="gzip")
+        dataset.id.write_direct_chunk((0,), chunk(dataset.id.read_direct_chunk((0,))[1]))
+    with HDF5Storage(path, "r") as storage:
+        if message is None:  # HDF5 ignores what follows the stream, and so does the library
+            assert_same_tree(storage["k"], np.zeros(4, dtype=np.int64))
+            return
+        with pytest.raises(UnreadableNodeError, match=f"^/k: the chunk at .* damaged: {message}"):
+            storage["k"]
+
+
+def test_unknown_filters_are_refused_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "filters.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("k", data=np.arange(100), chunks=(10,), scaleoffset=0)
+    with HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"^/k: filtered with HDF5 filter 6, whose"):
+            storage["k"]
+        with pytest.raises(UnreadableNodeError, match="filter 6"):
+            storage.lazy("k")
+    with h5py.File(path, "r") as file:
+        dataset = file["k"]
+        assert isinstance(dataset, h5py.Dataset)
+        read = _hdf5.read_array(dataset.id, _hdf5.ReadLimits(any_filter=True))
+        assert_same_tree(read, np.arange(100))
+
+
+_ROUND_TRIP_DTYPES = [
+    "?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16",
+    ">i4", ">f8", ">c16", "S5",
+]  # fmt: skip
+_FILTERS: dict[str, dict[str, Any]] = {
+    "gzip": {"compression": "gzip"},
+    "shuffle+gzip": {"compression": "gzip", "shuffle": True},
+    "gzip+fletcher32": {"compression": "gzip", "fletcher32": True},
+    "all3": {"compression": "gzip", "shuffle": True, "fletcher32": True, "compression_opts": 9},
+    "fletcher32": {"fletcher32": True},
+    "shuffle": {"shuffle": True},
+    "lzf": {"compression": "lzf", "shuffle": True},
+}
+
+
+def _values(dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(7)
+    count = math.prod(shape)
+    if dtype.kind == "S":
+        return np.array([str(i).encode() for i in range(count)], dtype=dtype).reshape(shape)
+    if dtype.kind == "b":
+        flags: np.ndarray[Any, Any] = rng.integers(0, 2, count) == 1
+        return flags.reshape(shape)
+    raw: np.ndarray[Any, Any] = rng.integers(0, 256, count * dtype.itemsize, dtype=np.uint8)
+    values = raw.view(dtype)
+    if dtype.kind in "fc":  # random bytes, but no NaN: equal values compare equal
+        values = np.asarray(np.nan_to_num(values), dtype=dtype)
+    return values.reshape(shape)
+
+
+def _filtered_pairs(file: h5py.File, options: dict[str, Any]) -> list[str]:
+    # Each dataset twice: filtered, and contiguous ("plain/" + name), to read the same.
+    shapes = [((10,), (4,)), ((7, 5, 3), (3, 2, 2)), ((0, 3), (2, 3)), ((1,), (1,))]
+    names: list[str] = []
+    plain = file.create_group("plain")
+    for code in _ROUND_TRIP_DTYPES:
+        for shape, chunks in shapes:
+            name = f"{code.replace('>', 'be')}-{'x'.join(map(str, shape))}"
+            values = _values(np.dtype(code), shape)
+            maxshape = tuple(None for _ in shape)  # chunks may then exceed the shape
+            file.create_dataset(name, data=values, chunks=chunks, maxshape=maxshape, **options)
+            plain[name] = values
+            names.append(name)
+    if "compression" in options and "fletcher32" not in options:  # HDF5 refuses the others
+        text = ["a", "bé", "", "long" * 20]
+        file.create_dataset("text", data=text, chunks=(3,), **options)
+        plain["text"] = text
+        names.append("text")
+    sparse = file.create_dataset("sparse", shape=(9, 4), dtype="f4", chunks=(2, 3), **options)
+    sparse[4:6, 1:2] = 5  # two chunks written, the others hold the fill value
+    filled = file.create_dataset(
+        "filled", shape=(5,), dtype="i2", chunks=(2,), fillvalue=-3, **options
+    )
+    filled[0] = 1
+    plain["sparse"], plain["filled"] = sparse[()], filled[()]
+    return [*names, "sparse", "filled"]
+
+
+def _assert_pairs_read_alike(path: Path, names: list[str]) -> None:
+    with HDF5Storage(path, "r") as storage:
+        for name in names:
+            read, expected = storage[name], storage["plain/" + name]
+            assert isinstance(read, np.ndarray), name
+            assert isinstance(expected, np.ndarray), name
+            assert_same_tree(read, expected)
+        lazy = storage.lazy("i8-7x5x3")
+        assert_same_tree(lazy[1:6:2, ::2, 1:], storage["plain/i8-7x5x3"][1:6:2, ::2, 1:])
+
+
+@pytest.mark.parametrize("filters", list(_FILTERS), ids=list(_FILTERS))
+def test_filtered_datasets_written_by_h5py_read_exactly(tmp_path: Path, filters: str) -> None:
+    path = tmp_path / "filtered.h5"
+    with h5py.File(path, "w") as file:
+        names = _filtered_pairs(file, _FILTERS[filters])
+    _assert_pairs_read_alike(path, names)
+
+
+def test_zstd_datasets_written_by_h5py_read_exactly(tmp_path: Path) -> None:
+    hdf5plugin = pytest.importorskip("hdf5plugin")  # in the test extra: never skipped in CI
+    path = tmp_path / "zstd.h5"
+    with h5py.File(path, "w") as file:
+        names = _filtered_pairs(file, {**hdf5plugin.Zstd(), "shuffle": True})
+    _assert_pairs_read_alike(path, names)
+
+
+def test_gzip_datasets_written_by_the_storage_read_exactly(tmp_path: Path) -> None:
+    values = np.random.default_rng(1).normal(size=(300, 1000))
+    with HDF5Storage(tmp_path / "s.h5", "w", compression="gzip") as storage:
+        storage["x"] = {"a": values, "b": values[:, :3].astype("f2")}
+    with HDF5Storage(tmp_path / "s.h5", "r") as storage:
+        assert_same_tree(storage["x"], {"a": values, "b": values[:, :3].astype("f2")})

@@ -1,5 +1,9 @@
 # Type stubs for h5py's low-level property lists (only what this project uses).
 
+from typing import Any
+
+import numpy as np
+
 class PropClassID: ...
 
 class PropID:
@@ -20,6 +24,7 @@ class PropID:
     def get_nfilters(self) -> int: ...
     def get_filter(self, filter_idx: int) -> tuple[int, int, tuple[int, ...], bytes]: ...
     def set_alloc_time(self, alloc_time: int) -> None: ...
+    def get_fill_value(self, value: np.ndarray[Any, Any]) -> None: ...
 
 DATASET_CREATE: PropClassID
 GROUP_CREATE: PropClassID

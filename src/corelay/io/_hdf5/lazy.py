@@ -7,6 +7,8 @@ import h5py
 import numpy as np
 from h5py import h5d, h5p
 
+from corelay.io._hdf5.chunks import check_chunks, pipeline
+
 #: The filters the storages write, by HDF5 filter id.
 _FILTER_NAMES = {1: "gzip", 32000: "lzf", 32015: "zstd"}
 _SHUFFLE = 2  # a byte reordering before compression, not a compression itself
@@ -42,9 +44,19 @@ class DatasetSource:
         dataset: The dataset.
         where: How errors name it.
         alive: Tells whether the storage that opened it is open.
+        any_filter: Read chunks through filters whose output size cannot be checked.
+
+    Raises:
+        UnreadableNodeError: A filter whose output cannot be bounded, without ``any_filter``.
     """
 
-    def __init__(self, dataset: h5d.DatasetID, where: str, alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        dataset: h5d.DatasetID,
+        where: str,
+        alive: Callable[[], bool],
+        any_filter: bool = False,
+    ) -> None:
         self._dataset = h5py.Dataset(dataset)
         self._alive = alive
         shape = dataset.shape
@@ -55,12 +67,20 @@ class DatasetSource:
         self.chunks = chunks_of(plist)
         self.compression = compression_of(plist)
         self.where = where
+        # The chunks a slice touches are checked before HDF5 decodes them.
+        self._pipeline = pipeline(dataset, where, any_filter)
 
     def alive(self) -> bool:
         """Tells whether the storage and the dataset are open."""
         return self._alive() and bool(self._dataset.id.valid)
 
     def read(self, selection: tuple[slice, ...]) -> np.ndarray[Any, Any]:
-        """Reads the block ``selection`` selects; only the chunks it touches are read."""
+        """Reads the block ``selection`` selects; only the chunks it touches are read.
+
+        Raises:
+            UnreadableNodeError: A chunk it touches decodes beyond a chunk's size, or is damaged.
+        """
+        if self._pipeline is not None:
+            check_chunks(self._dataset.id, self._pipeline, selection)
         block: np.ndarray[Any, Any] = self._dataset[selection]
         return block

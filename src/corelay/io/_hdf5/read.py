@@ -11,6 +11,7 @@ import numpy as np
 from h5py import h5d, h5g, h5i, h5s, h5t
 from h5py._objects import ObjectID
 
+from corelay.io._hdf5.chunks import Pipeline, check_chunks, pipeline, read_decoded
 from corelay.io._hdf5.layout import (
     DTYPE_ATTR,
     KIND_ATTR,
@@ -43,16 +44,54 @@ def _numeric_dtype(dataset: h5d.DatasetID) -> np.dtype[Any] | None:
 
 
 def _read_numeric(
-    dataset: h5d.DatasetID, known_shape: tuple[int, ...] | None = None
+    dataset: h5d.DatasetID,
+    known_shape: tuple[int, ...] | None = None,
+    decoded: Pipeline | None = None,
 ) -> np.ndarray[Any, Any] | None:
     # As ``dataset[()]`` for a non-empty numeric dataset, as an array even when 0-d; else None.
+    # With ``decoded``, its chunks are decoded here (see _decodes).
     dtype = _numeric_dtype(dataset)
     shape = dataset.shape if known_shape is None else known_shape
     if dtype is None or shape is None or 0 in shape:
         return None  # h5py.Empty has no shape
     array = np.empty(shape, dtype=dtype)
+    if decoded is not None:
+        return read_decoded(dataset, decoded, array)
     dataset.read(h5s.ALL, h5s.ALL, array, memory_type(dtype))
     return array
+
+
+def _bounded(dataset: h5d.DatasetID, path: str, limits: "ReadLimits") -> Pipeline | None:
+    """Makes sure no chunk of ``dataset`` decodes beyond a chunk's size.
+
+    Returns:
+        The pipeline to decode the chunks with (as :func:`read_decoded` does), or ``None`` if
+        HDF5 may read the dataset: it is not filtered, or its chunks were checked.
+    """
+    pipe = pipeline(dataset, path, limits.any_filter)
+    if pipe is None:
+        return None
+    if _decodes(dataset, pipe):
+        return pipe
+    check_chunks(dataset, pipe)
+    return None
+
+
+def _decodes(dataset: h5d.DatasetID, pipe: Pipeline) -> bool:
+    # Numbers whose bytes in the file are those of their NumPy dtype are decoded here; other
+    # types (bool, strings, unusual layouts) are converted by HDF5 from checked chunks.
+    if not pipe.decodable:
+        return False
+    dtype = _numeric_dtype(dataset)
+    shape = dataset.shape
+    return (
+        dtype is not None
+        and dtype.kind in "iufc"
+        and shape is not None
+        and len(shape) > 0
+        and 0 not in shape
+        and memory_type(dtype).equal(dataset.get_type())
+    )
 
 
 def read_array(
@@ -70,14 +109,16 @@ def read_array(
         UnreadableNodeError: The dataset is virtual or stored in other files, or it declares
             more data than ``limits`` allow.
     """
-    shape = _Reader(limits if limits is not None else ReadLimits()).check_dataset(dataset, path)
-    return _read_array(dataset, shape)
+    limits = limits if limits is not None else ReadLimits()
+    where = path if path is not None else as_text(h5i.get_name(dataset))
+    shape = _Reader(limits).check_dataset(dataset, where)
+    return _read_array(dataset, shape, _bounded(dataset, where, limits))
 
 
 def _read_array(
-    dataset: h5d.DatasetID, shape: tuple[int, ...] | None = None
+    dataset: h5d.DatasetID, shape: tuple[int, ...] | None = None, decoded: Pipeline | None = None
 ) -> np.ndarray[Any, Any]:
-    array = _read_numeric(dataset, shape)
+    array = _read_numeric(dataset, shape, decoded)
     if array is not None:
         return array
     wrapped = h5py.Dataset(dataset)
@@ -117,6 +158,14 @@ class ReadLimits:
     unwritten (fill value) or highly compressed chunks. The bytes a dataset declares beyond the
     bytes it takes in the file count against this limit, summed over the read; raise it to read
     larger compressed or sparsely written datasets.
+    """
+
+    any_filter: bool = False
+    """Read chunks through HDF5 filters whose output size cannot be checked before decoding.
+
+    Off by default: the chunks of gzip, shuffle, fletcher32, zstd and lzf datasets are checked
+    not to decode beyond a chunk's size (see :mod:`corelay.io._hdf5.chunks`); datasets with any
+    other filter are refused, as a small chunk could make the filter allocate gigabytes.
     """
 
     external: bool = False
@@ -177,10 +226,12 @@ class _Reader:
             raise UnreadableNodeError(f"{path}: unknown {KIND_ATTR} {kind!r} on a dataset")
         if self.lazy is not None and kind in (None, "ndarray") and _lazy_array(oid):
             self.check_dataset(oid, path, counted=False)
+            pipeline(oid, path, self.limits.any_filter)  # refuses filters it cannot bound
             return self.lazy(oid, path)
         shape = self.check_dataset(oid, path)
+        decoded = _bounded(oid, path, self.limits)
         try:
-            return _read_leaf(oid, kind, shape)
+            return _read_leaf(oid, kind, shape, decoded)
         except UnreadableNodeError:
             raise
         except (OSError, RuntimeError, TypeError, ValueError, KeyError, AttributeError) as error:
@@ -313,15 +364,21 @@ def _lazy_array(dataset: h5d.DatasetID) -> bool:
     return bool(shape) and _numeric_dtype(dataset) is not None
 
 
-def _read_leaf(dataset: h5d.DatasetID, kind: str | None, shape: tuple[int, ...] | None) -> Any:
+def _read_leaf(
+    dataset: h5d.DatasetID,
+    kind: str | None,
+    shape: tuple[int, ...] | None,
+    decoded: Pipeline | None,
+) -> Any:
+    # ``decoded``: the pipeline to decode the chunks with here (see _bounded).
     if kind is None:
-        return _read_foreign_dataset(dataset, shape)
+        return _read_foreign_dataset(dataset, shape, decoded)
     if kind == "none":
         return None
     if kind in ("ndarray", "generic"):
-        array = _read_array(dataset, shape)
+        array = _read_array(dataset, shape, decoded)
         return array[()] if kind == "generic" else array
-    numeric = _read_numeric(dataset, shape)
+    numeric = _read_numeric(dataset, shape, decoded)
     raw: Any = h5py.Dataset(dataset)[()] if numeric is None else numeric
     if kind == "str":
         return raw.decode("utf-8")
@@ -330,8 +387,10 @@ def _read_leaf(dataset: h5d.DatasetID, kind: str | None, shape: tuple[int, ...] 
     return raw.item()
 
 
-def _read_foreign_dataset(oid: h5d.DatasetID, shape: tuple[int, ...] | None) -> Any:
-    numeric = _read_numeric(oid, shape)
+def _read_foreign_dataset(
+    oid: h5d.DatasetID, shape: tuple[int, ...] | None, decoded: Pipeline | None
+) -> Any:
+    numeric = _read_numeric(oid, shape, decoded)
     if numeric is not None:
         return numeric if numeric.ndim else numeric[()]
     dataset = h5py.Dataset(oid)

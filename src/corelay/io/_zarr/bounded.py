@@ -29,12 +29,12 @@ from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
+from corelay.io._zstd import zstd_content_size
 from corelay.io.errors import UnreadableNodeError
 from corelay.io.tree import DEFAULT_MAX_READ_BYTES
 
 __all__ = ["bounded_metadata", "inner_chunk_count"]
 
-_ZSTD_MAGIC = 0xFD2FB528
 # Room beyond a chunk's data for what other codecs add inside a compressor (checksums).
 _SLACK = 4096
 # A chunk of variable-length strings or bytes declares no size: it is bounded by this.
@@ -56,30 +56,6 @@ def _too_big(name: str, declared: int | str, spec: ArraySpec) -> UnreadableNodeE
         f"a {name} chunk decompresses to {declared} bytes; a chunk of shape {spec.shape} of "
         f"{spec.dtype.to_native_dtype()} holds at most {_most_bytes(spec)}"
     )
-
-
-def zstd_content_size(frame: bytes) -> int | None:
-    """The content size a zstd frame's header declares, ``None`` if it declares none.
-
-    Raises:
-        ValueError: ``frame`` does not start with a zstd frame header.
-    """
-    if len(frame) < 5 or struct.unpack_from("<I", frame)[0] != _ZSTD_MAGIC:
-        raise ValueError("not a zstd frame")
-    descriptor = frame[4]
-    size_flag, single_segment, dictionary_flag = (
-        descriptor >> 6,
-        (descriptor >> 5) & 1,
-        descriptor & 3,
-    )
-    offset = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dictionary_flag]
-    width = (1 if single_segment else 0, 2, 4, 8)[size_flag]
-    if width == 0:
-        return None
-    if len(frame) < offset + width:
-        raise ValueError("a truncated zstd frame header")
-    size = int.from_bytes(frame[offset : offset + width], "little")
-    return size + 256 if width == 2 else size
 
 
 class _BoundedZstd(ZstdCodec):
