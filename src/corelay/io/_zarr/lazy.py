@@ -207,9 +207,7 @@ class _Opener:
         )
 
 
-async def lazy_key(
-    store: Store, path: str, key: str, where: str, alive: Callable[[], bool]
-) -> Any:
+async def lazy_key(store: Store, path: str, key: str, where: str, alive: Callable[[], bool]) -> Any:
     """The tree of the key at ``path`` with every numeric array a :class:`LazyArray`.
 
     Other leaves are read. Opened again if the key is replaced meanwhile.

@@ -239,8 +239,9 @@ class ZarrStorage(FileStorage):
         Every numeric array of one or more dimensions is a
         :class:`~corelay.io.storage.LazyArray`: nothing of it is read until it is indexed, and
         a slice reads only the chunks it touches. Other leaves (scalars, str, bytes, string
-        arrays) are read as :meth:`read` reads them. The arrays are read-only and usable until the storage is closed; they keep
-        the shape they had when ``lazy`` returned (rows appended later are not seen).
+        arrays) are read as :meth:`read` reads them. The arrays are read-only and usable until
+        the storage is closed; they keep the shape they had when ``lazy`` returned (rows
+        appended later are not seen).
 
         If the key is replaced or deleted afterwards (by this process or another), its old
         arrays are deleted: reading one of them then raises

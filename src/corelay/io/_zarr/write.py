@@ -311,9 +311,7 @@ async def missing_parents(location: Location, key: str, names: list[str]) -> lis
         if document is not None and document.get("node_type") != "group":
             where = "/".join(names[: depth + 1])
             raise ValueError(f"cannot write key {key!r}: {where!r} is an array, not a group")
-    return [
-        parent for parent, document in zip(parents, documents, strict=True) if document is None
-    ]
+    return [parent for parent, document in zip(parents, documents, strict=True) if document is None]
 
 
 async def make_parents(store: Store, missing: list[str]) -> None:
