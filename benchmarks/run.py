@@ -1089,7 +1089,6 @@ def figure_zarr_big(report: Report, config: Config, directory: Path) -> None:
 
     sizes = big_sizes(config)
     rows = sizes["batch"] * MIB // 8 // 1024
-    # Not zeros: raw zarr skips writing chunks equal to the fill value, this library does not.
     batches = [np.full((rows, 1024), float(index + 1)) for index in range(sizes["batches"])]
     times = alternate(zarr_figures.append_sides(directory, batches), config.rounds, config.warmup)
     ratio_row(

@@ -165,6 +165,9 @@ def append_sides(directory: Path, batches: list[np.ndarray]) -> dict[str, Side]:
                 dtype=batches[0].dtype,
                 chunks=chunks,
                 compressors=ZstdCodec(),
+                # Every chunk written, as the storage writes them (zarr's default first compares
+                # each chunk with the fill value, and skips writing it if equal).
+                config={"write_empty_chunks": True},
             )
             for batch in batches:
                 array.append(batch)
