@@ -81,8 +81,9 @@ class ZarrStorage(FileStorage):
 
         Raises:
             ImportError: zarr is not installed (``pip install "corelay-io-storage[zarr]"``).
-            ValueError: ``mode``, ``compression`` or ``data_key`` is invalid.
-            TypeError: An unknown parameter or a value of the wrong type.
+            ValueError: ``mode`` or ``data_key`` is invalid.
+            TypeError: An unknown parameter, a value of the wrong type, or an unknown
+                ``compression``.
             FileNotFoundError: ``mode`` is ``'r'`` and there is no Zarr v3 store.
             FileExistsError: ``store`` holds something that is not a Zarr v3 store.
         """
