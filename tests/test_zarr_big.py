@@ -245,3 +245,20 @@ def test_append_and_lazy_on_s3(s3_server: S3Server, tmp_path: Path) -> None:
             storage.append("maps", np.zeros(3))
     with ZarrStorage(s3_server.store(prefix_of(tmp_path)), "r") as storage:
         np.testing.assert_array_equal(storage["maps"], np.zeros(3))
+
+
+def test_an_append_writes_the_groups_a_killed_first_append_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "k.zarr"
+    with ZarrStorage(path, "w") as storage:
+        with monkeypatch.context() as patch:
+            # The first append of 'a/b' stops before the group 'a' is written.
+            written = _spy_sets(patch, storage.io, fail_at=2)
+            with pytest.raises(OSError, match="space"):
+                storage.append("a/b", np.arange(3))
+            assert written[-1] == "a/zarr.json"
+        assert "a" not in storage
+        assert storage.append("a/b", np.arange(3, 5)) == (5,)
+        np.testing.assert_array_equal(storage["a/b"], np.arange(5))
+        assert list(storage) == ["a"]

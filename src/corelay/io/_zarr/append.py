@@ -90,14 +90,17 @@ async def append_batch(
     """
     store = location.store
     path = location.path(*names)
+    missing = await missing_parents(location, key, names)
     pointer = await get_doc(store, path)
     if pointer is None:
-        missing = await missing_parents(location, key, names)
         await _create(store, path, batch, compression)
-        await make_parents(store, missing)
-        return tuple(int(length) for length in batch.shape)
-    value_path, document = await _appendable(store, path, pointer, batch, where)
-    return await _grow(store, value_path, document, batch)
+        shape = tuple(int(length) for length in batch.shape)
+    else:
+        value_path, document = await _appendable(store, path, pointer, batch, where)
+        shape = await _grow(store, value_path, document, batch)
+    # Groups on the way that a killed first append did not get to write are written now.
+    await make_parents(store, missing)
+    return shape
 
 
 async def _create(

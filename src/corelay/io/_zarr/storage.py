@@ -201,7 +201,8 @@ class ZarrStorage(FileStorage):
         checked before the store changes.
 
         Concurrent appenders to one key are not supported: two processes appending to the same
-        key at once can lose batches. Appenders to different keys do not disturb each other.
+        key at once (or one appending while another replaces the key) can lose batches.
+        Appenders to different keys do not disturb each other.
 
         Args:
             key: Where the array is (``'a/b'`` for nested groups).
