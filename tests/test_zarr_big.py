@@ -1,5 +1,8 @@
 """Big arrays in ZarrStorage, beyond what test_big_arrays runs for every format: how appends
-are committed, lazy arrays whose key is replaced, other processes, and S3."""
+are committed, lazy arrays whose key is replaced, other processes, and S3.
+
+``CORELAY_LIVE_READ_SECONDS`` sets how long the reader beside an appender reads (2 s by default).
+"""
 
 import json
 import os
