@@ -325,6 +325,21 @@ def test_lazy_returns_the_tree_with_lazy_arrays(tmp_path: Path, big: Big) -> Non
         assert lazy[1, 2, 3, 4] == maps[1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i2", ">u4", "|b1", "<c16", ">c8", "|i1"])
+def test_lazy_reads_every_numeric_dtype_as_read_does(tmp_path: Path, big: Big, dtype: str) -> None:
+    array = (np.arange(-30, 30) % 7).astype(dtype).reshape(20, 3)
+    with big.open(tmp_path / f"t{big.suffix}", "w") as storage:
+        storage["whole"] = array
+        storage.append("grown", array[:5])
+        storage.append("grown", array[5:])
+        for key in ("whole", "grown"):
+            lazy = storage.lazy(key)
+            assert isinstance(lazy, LazyArray) and lazy.dtype == np.dtype(dtype)
+            block = lazy[4:9:2]
+            assert block.dtype == np.dtype(dtype) == storage[key].dtype
+            np.testing.assert_array_equal(block, array[4:9:2])
+
+
 _INDICES: list[Any] = [
     0,
     -1,
