@@ -35,7 +35,13 @@ from corelay.io._zarr.layout import (
     new_version,
     put_group,
 )
-from corelay.io._zarr.write import array_metadata, chunk_shape, make_parents, missing_parents
+from corelay.io._zarr.write import (
+    array_metadata,
+    check_names,
+    chunk_shape,
+    make_parents,
+    missing_parents,
+)
 from corelay.io.errors import NoDataSource
 
 __all__ = ["append_batch", "check_batch", "metadata_of"]
@@ -84,12 +90,13 @@ async def append_batch(
     Raises:
         TypeError: The key holds something else than an array made by append, or an array of
             another dtype.
-        ValueError: The batch's shape past the first axis is not the array's, or a node on
-            the key's path is an array.
+        ValueError: The batch's shape past the first axis is not the array's, a node on the
+            key's path is an array, or a name on it is ``'zarr.json'``.
         NoDataSource: The key points at a value that is missing (a damaged store).
     """
     store = location.store
     path = location.path(*names)
+    check_names(names, f"cannot append to key {key!r}")
     missing = await missing_parents(location, key, names)
     pointer = await get_doc(store, path)
     if pointer is None:

@@ -177,8 +177,9 @@ class ZarrStorage(FileStorage):
             NoDataTarget: The storage was opened read-only.
             TypeError: No data_key is set, a node of ``data_out`` cannot be stored (the
                 message names its path), or ``compression`` is unknown.
-            ValueError: The storage is closed, the key or a dict key is invalid, or a node on
-                the key's path is an array.
+            ValueError: The storage is closed, the key or a dict key is invalid, a node on the
+                key's path is an array, or a name on the key's path or a dict key is
+                ``'zarr.json'`` (the name of Zarr's metadata documents).
         """
         from corelay.io._zarr.layout import run
         from corelay.io._zarr.write import write_key
@@ -218,8 +219,8 @@ class ZarrStorage(FileStorage):
                 ``key`` holds something else than an array made by :meth:`append` (a group, a
                 scalar, an array written whole).
             ValueError: ``batch`` is 0-d or its shape past the first axis is not the array's,
-                the key is invalid, a node on the key's path is an array, or the storage is
-                closed.
+                the key is invalid, a node on the key's path is an array, a name on it is
+                ``'zarr.json'``, or the storage is closed.
             NoDataSource: The key points at a value that is missing from the store.
         """
         from corelay.io._zarr.append import append_batch, check_batch

@@ -40,6 +40,7 @@ from corelay.io.tree import Node
 __all__ = [
     "array_codecs",
     "array_metadata",
+    "check_names",
     "chunk_shape",
     "delete_key",
     "make_parents",
@@ -198,15 +199,36 @@ async def _bounded(awaitables: Iterator[Awaitable[None]]) -> None:
             task.cancel()
 
 
+def check_names(names: list[str], what: str) -> None:
+    """Refuses a member name Zarr keeps for itself: its metadata documents are ``zarr.json``.
+
+    Raises:
+        ValueError: A name is ``'zarr.json'``; the message names ``what`` and where it is.
+    """
+    if METADATA in names:
+        where = "/".join(names[: names.index(METADATA) + 1])
+        raise ValueError(
+            f"{what}: the name {METADATA!r} (at {where!r}) cannot be stored in a Zarr store, "
+            "whose metadata documents have that name"
+        )
+
+
 async def write_tree(
     store: Store, path: str, value: Any, node: Node, compression: Compression
 ) -> None:
-    """Writes the validated ``value``, described by ``node``, as the node at ``path``."""
+    """Writes the validated ``value``, described by ``node``, as the node at ``path``.
+
+    Raises:
+        ValueError: A dict key of ``value`` is ``'zarr.json'``. Nothing is written.
+    """
+    items = list(_nodes(path, value, node))
+    for item in items:  # checked before the first write
+        check_names(item.path[len(path) + 1 :].split("/"), "cannot write the tree")
     await _bounded(
         _write_array(store, item, compression)
         if isinstance(item, _Array)
         else put_group(store, item.path, item.attributes)
-        for item in _nodes(path, value, node)
+        for item in items
     )
 
 
@@ -292,8 +314,10 @@ async def write_key(
     """Writes ``value`` as the key ``names`` of ``location``, creating the groups on its path.
 
     Raises:
-        ValueError: A node on the key's path is an array. Nothing is written.
+        ValueError: A node on the key's path is an array, or a name is ``'zarr.json'``.
+            Nothing is written.
     """
+    check_names(names, f"cannot write key {key!r}")
     missing = await missing_parents(location, key, names)
     await replacing(location.store, location.path(*names), value, node, compression)
     await make_parents(location.store, missing)
