@@ -115,7 +115,7 @@ class ZarrSource:
 
 
 def _codec_name(codec: object) -> str | None:
-    # The serializer (bytes) and byte reordering are no compression.
+    # The serializer (bytes), axis reordering (transpose) and checksums (crc32c) compress nothing.
     name = type(codec).__name__.removesuffix("Codec").lower()
     return None if name in ("bytes", "transpose", "crc32c") else name
 
