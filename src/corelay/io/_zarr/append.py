@@ -17,7 +17,6 @@ import numpy as np
 from zarr.abc.store import Store
 from zarr.core.array import AsyncArray
 from zarr.core.array_spec import ArrayConfig
-from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import StorePath
 
 from corelay.io._zarr.layout import (
@@ -35,6 +34,7 @@ from corelay.io._zarr.layout import (
     new_version,
     put_group,
 )
+from corelay.io._zarr.read import array_metadata_of
 from corelay.io._zarr.write import (
     array_metadata,
     check_names,
@@ -44,19 +44,12 @@ from corelay.io._zarr.write import (
 )
 from corelay.io.errors import NoDataSource
 
-__all__ = ["append_batch", "check_batch", "metadata_of"]
+__all__ = ["append_batch", "check_batch"]
 
 # The dtype kinds an appended array may have: booleans and numbers.
 _NUMERIC = "biufc"
 # Every chunk is written, even one equal to the fill value: a negative zero keeps its sign.
 _CONFIG = ArrayConfig(order="C", write_empty_chunks=True)
-
-
-def metadata_of(document: dict[str, Any]) -> ArrayV3Metadata:
-    """The Zarr v3 metadata of an array's metadata document."""
-    # zarr types the document's values loosely (JSON): cast once, here.
-    metadata: ArrayV3Metadata = cast(Any, ArrayV3Metadata).from_dict(document)
-    return metadata
 
 
 def check_batch(batch: np.ndarray[Any, Any], where: str) -> None:
@@ -175,7 +168,7 @@ async def _appendable(
 async def _grow(
     store: Store, path: str, document: dict[str, Any], batch: np.ndarray[Any, Any]
 ) -> tuple[int, ...]:
-    metadata = metadata_of(document)
+    metadata = array_metadata_of(path, document)
     shape = metadata.shape
     if batch.shape[0] == 0:
         return shape

@@ -257,6 +257,8 @@ class ZarrStorage(FileStorage):
 
         Raises:
             NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            UnreadableNodeError: A node breaks the rules of the format (as for :meth:`read`); a
+                leaf that is read, not lazy, is bounded by :attr:`max_read_bytes`.
             TypeError: No key is given and no data_key is set.
             ValueError: The storage is closed, or the key is invalid.
         """
@@ -269,9 +271,12 @@ class ZarrStorage(FileStorage):
         def alive() -> bool:
             return opened[0]
 
+        from corelay.io._zarr.read import ReadLimits
+
         path = self._location.path(*checked.names)
+        limits = ReadLimits(self.max_read_bytes)
         try:
-            return run(lazy_key(self.io, path, checked.text, self._where(), alive))
+            return run(lazy_key(self.io, path, self._where(), alive, limits))
         except KeyError as error:
             raise NoDataSource(
                 f"no data at key {checked.text!r} in {self._where()}: {error}"
