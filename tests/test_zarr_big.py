@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from zarr.abc.store import Store
 
+from corelay.io.errors import UnreadableNodeError
 from corelay.io.storage import LazyArray, NoDataSource, ZarrStorage
 from tests.seaweed import S3Server, prefix_of
 from tests.test_kill import batch, check_whole_batches, start_appender
@@ -264,3 +265,56 @@ def test_an_append_writes_the_groups_a_killed_first_append_left_out(
         assert storage.append("a/b", np.arange(3, 5)) == (5,)
         np.testing.assert_array_equal(storage["a/b"], np.arange(5))
         assert list(storage) == ["a"]
+
+
+# ------------------------------------------------ lazy opens what a read opens, and no more
+
+
+def _edit_doc(store: Path, node: str, change: dict[str, Any]) -> None:
+    """Sets attributes (or, for keys without a dot, fields) of the document of ``node``."""
+    document = json.loads((store / node / "zarr.json").read_text())
+    for name, value in change.items():
+        if "." in name:
+            document["attributes"][name] = value
+        else:
+            document[name] = value
+    (store / node).mkdir(parents=True, exist_ok=True)
+    (store / node / "zarr.json").write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("node", "change", "match"),
+    [
+        ("k", {"corelay.value": ".."}, "not at a value"),
+        ("k/V", {"corelay.keys": ["maps", "maps"]}, "names a member twice"),
+        ("k/V", {"corelay.keys": ["../.."]}, r"corelay\.keys"),
+        ("k/V/maps", {"corelay.dtype": "<U3"}, "is not"),
+        ("k/V/maps", {"corelay.dtype": "<i4"}, "is not"),
+        ("k/V/maps", {"corelay.dtype": "O"}, "object dtype"),
+        ("k/V/maps", {"corelay.kind": "dict"}, "unknown corelay.kind"),
+    ],
+)
+def test_lazy_refuses_what_a_read_refuses(
+    tmp_path: Path, node: str, change: dict[str, Any], match: str
+) -> None:
+    path = tmp_path / "h.zarr"
+    with ZarrStorage(path, "w") as storage:
+        storage["k"] = {"maps": np.arange(40.0).reshape(10, 4)}
+    _edit_doc(path, node.replace("V", _value_path(path, "k").name), change)
+    with ZarrStorage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=match):
+            storage["k"]
+        with pytest.raises(UnreadableNodeError, match=match):
+            storage.lazy("k")
+
+
+def test_a_lazy_slice_of_chunks_that_do_not_decode_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.zarr"
+    with ZarrStorage(path, "w") as storage:
+        storage.append("a", np.arange(1000.0).reshape(100, 10))
+    chunk = next(p for p in (_value_path(path, "a") / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"not zstd at all" * 10)
+    with ZarrStorage(path, "r") as storage:
+        lazy = storage.lazy("a")
+        with pytest.raises(UnreadableNodeError, match=r"'a' in .*cannot be read"):
+            lazy[3:5]
