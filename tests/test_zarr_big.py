@@ -316,5 +316,5 @@ def test_a_lazy_slice_of_chunks_that_do_not_decode_is_refused(tmp_path: Path) ->
     chunk.write_bytes(b"not zstd at all" * 10)
     with ZarrStorage(path, "r") as storage:
         lazy = storage.lazy("a")
-        with pytest.raises(UnreadableNodeError, match=r"'a' in .*cannot be read"):
+        with pytest.raises(UnreadableNodeError, match=r"^'a' in .*zstd"):
             lazy[3:5]

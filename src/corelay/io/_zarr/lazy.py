@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from zarr.abc.codec import Codec
 from zarr.abc.store import Store
 from zarr.core.array import AsyncArray
 from zarr.core.chunk_grids import RegularChunkGrid
@@ -103,6 +104,8 @@ class ZarrSource:
     async def _read(self, selection: tuple[slice, ...]) -> np.ndarray[Any, Any]:
         try:
             block: np.ndarray[Any, Any] = np.asarray(await self._array.getitem(selection))
+        except UnreadableNodeError as error:  # a bounded codec's, which has no path
+            raise UnreadableNodeError(f"{self.where}: {error}") from None
         except OSError:
             raise
         except Exception as error:  # a codec's error for a chunk it cannot decode
@@ -119,10 +122,13 @@ class ZarrSource:
         return block.astype(self.dtype, copy=False)
 
 
-def _codec_name(codec: object) -> str | None:
+def _codec_name(codec: Codec) -> str | None:
+    # The name in the metadata document (the reading codecs are zarr's, bounded in size).
+    name = codec.to_dict().get("name")
     # The serializer (bytes), axis reordering (transpose) and checksums (crc32c) compress nothing.
-    name = type(codec).__name__.removesuffix("Codec").lower()
-    return None if name in ("bytes", "transpose", "crc32c") else name
+    if not isinstance(name, str) or name in ("bytes", "transpose", "crc32c"):
+        return None
+    return name
 
 
 def _numeric_dtype(document: dict[str, Any]) -> np.dtype[Any] | None:
