@@ -4,12 +4,14 @@ are committed, lazy arrays whose key is replaced, other processes, and S3.
 ``CORELAY_LIVE_READ_SECONDS`` sets how long the reader beside an appender reads (2 s by default).
 """
 
+import importlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +320,26 @@ def test_a_lazy_slice_of_chunks_that_do_not_decode_is_refused(tmp_path: Path) ->
         lazy = storage.lazy("a")
         with pytest.raises(UnreadableNodeError, match=r"^'a' in .*zstd"):
             lazy[3:5]
+
+
+def test_a_lazy_slice_of_a_chunk_decompressing_beyond_its_array_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bomb.zarr"
+    with ZarrStorage(path, "w") as storage:
+        storage.append("a", np.arange(40.0).reshape(10, 4))
+    # One zstd frame of 64 MiB of zeros, where a chunk of the array holds 16 KiB at most.
+    zstd = importlib.import_module("numcodecs").Zstd()
+    bomb = bytes(zstd.encode(bytes(64 << 20)))
+    chunk = next(p for p in (_value_path(path, "a") / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(bomb)
+    with ZarrStorage(path, "r") as storage:
+        lazy = storage.lazy("a")
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnreadableNodeError, match=r"^'a' in .*decompresses to"):
+                lazy[2:4]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 16 * 2**20
