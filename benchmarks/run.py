@@ -8,7 +8,7 @@ Run from the repository root, with this checkout importable (``pip install -e .`
     python benchmarks/run.py --smoke         # seconds: only checks that the benchmarks work
     python benchmarks/run.py --against-python PYTHON   # also compare with corelay 1.0.0
 
-Figures 15 to 17 measure the Zarr storages (``benchmarks/zarr_figures.py``; they need the
+Figures 15 to 19 measure the Zarr storages (``benchmarks/zarr_figures.py``; they need the
 ``zarr`` extra).
 
 Every figure is a ratio measured in this one process, on the same data: the library's side and
@@ -1083,6 +1083,36 @@ def figure_zarr(report: Report, config: Config, big: Array, directory: Path) -> 
     )
 
 
+def figure_zarr_big(report: Report, config: Config, directory: Path) -> None:
+    """18 and 19: ZarrStorage appends and lazy slices over raw zarr, same codec and chunks."""
+    import zarr_figures  # needs zarr: imported only when these figures run
+
+    sizes = big_sizes(config)
+    rows = sizes["batch"] * MIB // 8 // 1024
+    batches = [np.full((rows, 1024), float(index + 1)) for index in range(sizes["batches"])]
+    times = alternate(zarr_figures.append_sides(directory, batches), config.rounds, config.warmup)
+    ratio_row(
+        report,
+        f"18 ZarrStorage {sizes['batches']} appends of {size(sizes['batch'], DESIGN_BATCH_MIB)}"
+        " / raw zarr Array.append",
+        times["ours"]["time"],
+        times["zarr"]["time"],
+        1.20,
+    )
+    row = int(np.prod(MAP_SHAPE))
+    count = max(sizes["slice"] * MIB // 4 // row, 2 * SLICE_ROWS)
+    starts = np.random.default_rng(4).integers(0, count - SLICE_ROWS, 20).tolist()
+    sides = zarr_figures.slice_sides(directory, count, MAP_SHAPE, starts, SLICE_ROWS)
+    times = alternate(sides, config.rounds, config.warmup)
+    ratio_row(
+        report,
+        f"19 ZarrStorage {len(starts)} slices of {SLICE_ROWS} rows (lazy) / raw zarr slices",
+        times["ours"]["time"],
+        times["zarr"]["time"],
+        1.20,
+    )
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -1113,7 +1143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         config = Config(**{**config.__dict__, "rounds": args.rounds, "hash_rounds": args.rounds})
     wanted = (
-        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 18))
+        {int(number) for number in args.figures.split(",")} if args.figures else set(range(1, 20))
     )
     against: str | None = args.against_python
     version = "1.0.0" if against is None else other_version(against)
@@ -1160,10 +1190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             (13, lambda: figure_replace(report, config, directory)),
             (14, lambda: figure_big_memory(report, config, directory)),
             (15, lambda: figure_zarr(report, config, big, directory)),
+            (18, lambda: figure_zarr_big(report, config, directory)),
         ]
         for number, run_figure in figures:
-            # Figures 3 and 4, 6 and 7, and 15 to 17 are measured together.
-            together = {3: {3, 4}, 6: {6, 7}, 15: {15, 16, 17}}.get(number, {number})
+            # Figures 3 and 4, 6 and 7, 15 to 17, and 18 and 19 are measured together.
+            together = {3: {3, 4}, 6: {6, 7}, 15: {15, 16, 17}, 18: {18, 19}}.get(number, {number})
             if not wanted & together:
                 continue
             print(f"... figure {number}", file=sys.stderr, flush=True)

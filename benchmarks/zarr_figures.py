@@ -137,3 +137,83 @@ def process_sides(directory: Path, count: int, workers: int) -> dict[str, Side]:
         return measure
 
     return {"ours": side(workers), "one": side(1)}
+
+
+def append_sides(directory: Path, batches: list[np.ndarray]) -> dict[str, Side]:
+    """ZarrStorage.append and raw zarr's ``Array.append`` (zstd, the same chunks), each appending
+    ``batches`` to a new array; the metric is the seconds of all appends."""
+    chunks = chunk_shape((2**62, *batches[0].shape[1:]), batches[0].dtype.itemsize)
+    ours, raw = directory / "append-ours.zarr", directory / "append-raw.zarr"
+
+    def ours_side() -> dict[str, float]:
+        shutil.rmtree(ours, ignore_errors=True)
+        with ZarrStorage(ours, "w") as storage:
+
+            def append() -> None:
+                for batch in batches:
+                    storage.append("data", batch)
+
+            return {"time": _timed(append)}
+
+    def raw_side() -> dict[str, float]:
+        shutil.rmtree(raw, ignore_errors=True)
+
+        def append() -> None:
+            array = zarr.create_array(
+                str(raw),
+                shape=(0, *batches[0].shape[1:]),
+                dtype=batches[0].dtype,
+                chunks=chunks,
+                compressors=ZstdCodec(),
+                # Every chunk written, as the storage writes them (zarr's default first compares
+                # each chunk with the fill value, and skips writing it if equal).
+                config={"write_empty_chunks": True},
+            )
+            for batch in batches:
+                array.append(batch)
+
+        return {"time": _timed(append)}
+
+    return {"ours": ours_side, "zarr": raw_side}
+
+
+def slice_sides(
+    directory: Path, rows: int, row_shape: tuple[int, ...], starts: list[int], length: int
+) -> dict[str, Side]:
+    """Slices of ``length`` rows at ``starts``: through ZarrStorage.lazy, and through raw zarr on
+    the very array the storage wrote (same codec, same chunks)."""
+    path = directory / "slices.zarr"
+    shutil.rmtree(path, ignore_errors=True)
+    with ZarrStorage(path, "w") as storage:
+        for start in range(0, rows, 64):
+            count = min(64, rows - start)
+            block = np.arange(start, start + count, dtype=np.float32)
+            storage.append(
+                "maps",
+                np.broadcast_to(
+                    block.reshape(-1, *[1] * len(row_shape)), (count, *row_shape)
+                ).copy(),
+            )
+    pointer = zarr.open_group(str(path / "maps"), mode="r").attrs["corelay.value"]
+    value = path / "maps" / str(pointer)
+
+    def ours_side() -> dict[str, float]:
+        with ZarrStorage(path, "r") as storage:
+            lazy = storage.lazy("maps")
+
+            def read() -> None:
+                for start in starts:
+                    lazy[start : start + length]
+
+            return {"time": _timed(read)}
+
+    def raw_side() -> dict[str, float]:
+        array = zarr.open_array(str(value), mode="r")
+
+        def read() -> None:
+            for start in starts:
+                array[start : start + length]
+
+        return {"time": _timed(read)}
+
+    return {"ours": ours_side, "zarr": raw_side}

@@ -38,6 +38,7 @@ names = st.text(min_size=1, max_size=12).filter(
         "/" not in name
         and name not in (".", "..")
         and not name.startswith(".corelay")
+        and name != "zarr.json"  # the name of Zarr's metadata documents, refused by Zarr
         and "\x00" not in name
     )
 )

@@ -1,11 +1,15 @@
-"""Big arrays in HDF5Storage: compression and chunking, appending, lazy reads."""
+"""Big arrays: compression and chunking, appending, lazy reads.
+
+The behaviour HDF5Storage and ZarrStorage share runs against both (the ``big`` fixture); what
+only one format has is tested here for HDF5 and in test_zarr_big for Zarr.
+"""
 
 import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import h5py
 import numpy as np
@@ -15,7 +19,63 @@ from h5py import h5d
 from corelay.cli import main
 from corelay.io._hdf5.write import CHUNK_BYTES, Compression, chunk_shape
 from corelay.io.journal import JournaledFile
-from corelay.io.storage import HDF5Storage, LazyArray, NoDataSource, NoDataTarget
+from corelay.io.storage import (
+    HDF5Storage,
+    LazyArray,
+    Mode,
+    NoDataSource,
+    NoDataTarget,
+    ZarrStorage,
+)
+
+
+class _Opener(Protocol):
+    def __call__(
+        self, path: Path, mode: Mode, data_key: str | None = None, *, compression: Any = None
+    ) -> HDF5Storage | ZarrStorage: ...
+
+
+class Big(NamedTuple):
+    """A storage with big-array support, as the shared tests use it."""
+
+    name: str
+    suffix: str
+    open: _Opener
+    """Opens a storage; ``compression`` as the constructor takes it."""
+    other: Any
+    """A compression besides gzip (which both formats have), of the format's own type."""
+
+
+def _open_hdf5(
+    path: Path, mode: Mode, data_key: str | None = None, *, compression: Any = None
+) -> HDF5Storage | ZarrStorage:
+    return HDF5Storage(path, mode, data_key, compression=compression)
+
+
+def _open_zarr(
+    path: Path, mode: Mode, data_key: str | None = None, *, compression: Any = None
+) -> HDF5Storage | ZarrStorage:
+    return ZarrStorage(path, mode, data_key, compression=compression)
+
+
+BIG = [Big("hdf5", ".h5", _open_hdf5, "lzf"), Big("zarr", ".zarr", _open_zarr, "zstd")]
+
+
+@pytest.fixture(params=BIG, ids=[big.name for big in BIG])
+def big(request: pytest.FixtureRequest) -> Big:
+    """Each storage with big-array support in turn."""
+    selected: Big = request.param
+    return selected
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every byte of a storage: its file, or every file of its directory, by relative path."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
 
 # ------------------------------------------------------------------ compression and chunking
 
@@ -71,36 +131,36 @@ def test_files_stay_plain_hdf5(tmp_path: Path, compression: Compression) -> None
     assert float(out[1]) == pytest.approx(float(maps.astype(np.float64).sum()))
 
 
-def test_write_overrides_the_storage_default(tmp_path: Path) -> None:
+def test_write_overrides_the_storage_default(tmp_path: Path, big: Big) -> None:
     maps = _maps(16)
-    with HDF5Storage(tmp_path / "o.h5", "w", "k", compression="gzip") as storage:
+    with big.open(tmp_path / f"o{big.suffix}", "w", "k", compression="gzip") as storage:
         storage.write(maps, compression=None)
-        assert _dataset(storage, "k").compression is None
-        storage.write(maps, compression="lzf")
-        assert _dataset(storage, "k").compression == "lzf"
+        assert storage.lazy("k").compression is None
+        storage.write(maps, compression=big.other)
+        assert storage.lazy("k").compression == big.other
         storage.write(maps)
-        assert _dataset(storage, "k").compression == "gzip"
+        assert storage.lazy("k").compression == "gzip"
         storage.at(data_key="v")["w"] = maps  # views share the default
-        assert _dataset(storage, "w").compression == "gzip"
+        assert storage.lazy("w").compression == "gzip"
         np.testing.assert_array_equal(storage["k"], maps)
 
 
-def test_unknown_compression_is_refused_before_the_file_changes(tmp_path: Path) -> None:
-    path = tmp_path / "x.h5"
+def test_unknown_compression_is_refused_before_the_file_changes(tmp_path: Path, big: Big) -> None:
+    path = tmp_path / f"x{big.suffix}"
     # Each call below is wrong on purpose: the type checkers refuse it, and so must run time.
     with pytest.raises(TypeError, match="brotli"):
-        HDF5Storage(path, "w", compression="brotli")  # type: ignore[arg-type]
+        big.open(path, "w", compression="brotli")
     assert not path.exists()
-    with HDF5Storage(path, "w", "k") as storage:
+    with big.open(path, "w", "k") as storage:
         storage.write(1)
         with pytest.raises(TypeError, match="brotli"):
             storage.write(_maps(4), compression="brotli")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="brotli"):
             storage.compression = "brotli"  # type: ignore[assignment]
-        assert storage["k"] == 1 and storage.compression is None
-        storage.compression = "lzf"
+        assert storage["k"] == 1 and storage.compression in (None, "zstd")
+        storage.compression = big.other
         storage.write(_maps(4))
-        assert _dataset(storage, "k").compression == "lzf"
+        assert storage.lazy("k").compression == big.other
 
 
 def test_zstd_without_hdf5plugin_names_the_extra(
@@ -138,29 +198,36 @@ def test_chunks_hold_about_a_mebibyte_along_the_first_axis(
 # ------------------------------------------------------------------------------- appending
 
 
-def test_append_grows_an_array_batch_by_batch(tmp_path: Path) -> None:
-    path = tmp_path / "a.h5"
+def test_append_grows_an_array_batch_by_batch(tmp_path: Path, big: Big) -> None:
+    path = tmp_path / f"a{big.suffix}"
     maps = _maps(40)
-    with HDF5Storage(path, "w", compression="gzip") as storage:
+    with big.open(path, "w", compression="gzip") as storage:
         assert storage.append("maps", maps[:10]) == (10, 3, 32, 32)
         assert storage.append("maps", maps[10:11]) == (11, 3, 32, 32)
         assert storage.append("maps", maps[11:11]) == (11, 3, 32, 32)
         assert storage.append("maps", maps[11:40]) == (40, 3, 32, 32)
         np.testing.assert_array_equal(storage["maps"], maps)
+        assert storage.lazy("maps").compression == "gzip"
         assert storage.append("deep/er", np.arange(3)) == (3,)
-    with h5py.File(path, "r") as file:
-        dataset = file["maps"]
-        assert isinstance(dataset, h5py.Dataset)
-        assert dataset.maxshape == (None, 3, 32, 32)
-        assert dataset.compression == "gzip"
-    with HDF5Storage(path, "a") as storage:  # appending goes on after reopening
+    with big.open(path, "a") as storage:  # appending goes on after reopening
         assert storage.append("maps", maps[:2]) == (42, 3, 32, 32)
         np.testing.assert_array_equal(storage["maps"][40:], maps[:2])
         np.testing.assert_array_equal(storage["deep/er"], np.arange(3))
 
 
-def test_a_first_empty_batch_creates_an_empty_array(tmp_path: Path) -> None:
-    with HDF5Storage(tmp_path / "e.h5", "w") as storage:
+def test_hdf5_appended_arrays_are_resizable_datasets(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5"
+    with HDF5Storage(path, "w", compression="gzip") as storage:
+        storage.append("maps", _maps(3))
+    with h5py.File(path, "r") as file:
+        dataset = file["maps"]
+        assert isinstance(dataset, h5py.Dataset)
+        assert dataset.maxshape == (None, 3, 32, 32)
+        assert dataset.compression == "gzip"
+
+
+def test_a_first_empty_batch_creates_an_empty_array(tmp_path: Path, big: Big) -> None:
+    with big.open(tmp_path / f"e{big.suffix}", "w") as storage:
         assert storage.append("e", np.empty((0, 4), np.int16)) == (0, 4)
         assert storage.append("e", np.ones((2, 4), np.int16)) == (2, 4)
         np.testing.assert_array_equal(storage["e"], np.ones((2, 4), np.int16))
@@ -172,18 +239,15 @@ def _dataset(storage: HDF5Storage, key: str) -> h5py.Dataset:
     return dataset
 
 
-def _file_bytes(path: Path) -> bytes:
-    return path.read_bytes()
-
-
-def test_a_refused_batch_writes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "r.h5"
-    with HDF5Storage(path, "w") as storage:
+def test_a_refused_batch_writes_nothing(tmp_path: Path, big: Big) -> None:
+    path = tmp_path / f"r{big.suffix}"
+    with big.open(path, "w") as storage:
         storage.append("a", np.zeros((2, 3), np.float32))
         storage["whole"] = np.zeros((5, 3), np.float32)
         storage["scalar"] = 3
         storage["group"] = {"x": 1}
-        before = _file_bytes(path)
+        storage["deep/inside"] = np.zeros((2, 3), np.float32)
+        before = snapshot(path)
         with pytest.raises(TypeError, match="dtype"):
             storage.append("a", np.zeros((2, 3), np.float64))
         with pytest.raises(ValueError, match="shape"):
@@ -194,22 +258,22 @@ def test_a_refused_batch_writes_nothing(tmp_path: Path) -> None:
             storage.append("a", np.zeros((), np.float32))
         with pytest.raises(TypeError, match="numeric"):
             storage.append("a", np.array(["x", "y"]))
-        for key in ("whole", "scalar", "group"):
+        for key in ("whole", "scalar", "group", "deep"):
             with pytest.raises(TypeError, match="append"):
                 storage.append(key, np.zeros((2, 3), np.float32))
         with pytest.raises(ValueError, match=r"invalid|key"):
             storage.append("/bad/", np.zeros((2, 3), np.float32))
-        assert _file_bytes(path) == before
+        assert snapshot(path) == before
         np.testing.assert_array_equal(storage["a"], np.zeros((2, 3), np.float32))
 
 
-def test_append_on_a_read_only_storage_is_no_data_target(tmp_path: Path) -> None:
-    path = tmp_path / "ro.h5"
-    with HDF5Storage(path, "w") as storage:
+def test_append_on_a_read_only_storage_is_no_data_target(tmp_path: Path, big: Big) -> None:
+    path = tmp_path / f"ro{big.suffix}"
+    with big.open(path, "w") as storage:
         storage.append("a", np.zeros(3))
-    with HDF5Storage(path, "r") as storage, pytest.raises(NoDataTarget):
+    with big.open(path, "r") as storage, pytest.raises(NoDataTarget):
         storage.append("a", np.zeros(3))
-    storage = HDF5Storage(path, "a")
+    storage = big.open(path, "a")
     storage.close()
     with pytest.raises(ValueError, match="closed"):
         storage.append("a", np.zeros(3))
@@ -235,9 +299,9 @@ def test_a_failed_append_leaves_the_array_as_it_was(
 # ------------------------------------------------------------------------------ lazy reads
 
 
-def test_lazy_returns_the_tree_with_lazy_arrays(tmp_path: Path) -> None:
+def test_lazy_returns_the_tree_with_lazy_arrays(tmp_path: Path, big: Big) -> None:
     maps = _maps(32)
-    with HDF5Storage(tmp_path / "l.h5", "w", "tree", compression="gzip") as storage:
+    with big.open(tmp_path / f"l{big.suffix}", "w", "tree", compression="gzip") as storage:
         storage.write(
             {"maps": maps, "n": 3, "label": "x", "s": np.array(["a"]), "v": (np.arange(3),)}
         )
@@ -261,6 +325,21 @@ def test_lazy_returns_the_tree_with_lazy_arrays(tmp_path: Path) -> None:
         assert lazy[1, 2, 3, 4] == maps[1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i2", ">u4", "|b1", "<c16", ">c8", "|i1"])
+def test_lazy_reads_every_numeric_dtype_as_read_does(tmp_path: Path, big: Big, dtype: str) -> None:
+    array = (np.arange(-30, 30) % 7).astype(dtype).reshape(20, 3)
+    with big.open(tmp_path / f"t{big.suffix}", "w") as storage:
+        storage["whole"] = array
+        storage.append("grown", array[:5])
+        storage.append("grown", array[5:])
+        for key in ("whole", "grown"):
+            lazy = storage.lazy(key)
+            assert isinstance(lazy, LazyArray) and lazy.dtype == np.dtype(dtype)
+            block = lazy[4:9:2]
+            assert block.dtype == np.dtype(dtype) == storage[key].dtype
+            np.testing.assert_array_equal(block, array[4:9:2])
+
+
 _INDICES: list[Any] = [
     0,
     -1,
@@ -281,9 +360,9 @@ _INDICES: list[Any] = [
 
 
 @pytest.mark.parametrize("index", _INDICES)
-def test_lazy_indexing_is_numpy_basic_indexing(tmp_path: Path, index: Any) -> None:
+def test_lazy_indexing_is_numpy_basic_indexing(tmp_path: Path, big: Big, index: Any) -> None:
     array = np.arange(12 * 5 * 4, dtype=np.int32).reshape(12, 5, 4)
-    with HDF5Storage(tmp_path / "i.h5", "w") as storage:
+    with big.open(tmp_path / f"i{big.suffix}", "w") as storage:
         storage.append("a", array)
         lazy = storage.lazy("a")
         expected = array[index]
@@ -306,9 +385,9 @@ def test_lazy_indexing_is_numpy_basic_indexing(tmp_path: Path, index: Any) -> No
     ],
 )
 def test_lazy_refuses_what_basic_indexing_refuses(
-    tmp_path: Path, index: Any, error: type[Exception]
+    tmp_path: Path, big: Big, index: Any, error: type[Exception]
 ) -> None:
-    with HDF5Storage(tmp_path / "i.h5", "w") as storage:
+    with big.open(tmp_path / f"i{big.suffix}", "w") as storage:
         storage["a"] = np.zeros((12, 5, 4))
         with pytest.raises(error):
             storage.lazy("a")[index]
@@ -335,8 +414,8 @@ def test_a_slice_reads_only_the_chunks_it_needs(tmp_path: Path) -> None:
         assert 0 < sum(reads) <= 4 * rows[0].nbytes + 65536
 
 
-def test_a_lazy_array_is_read_only_and_dies_with_its_storage(tmp_path: Path) -> None:
-    storage = HDF5Storage(tmp_path / "d.h5", "w")
+def test_a_lazy_array_is_read_only_and_dies_with_its_storage(tmp_path: Path, big: Big) -> None:
+    storage = big.open(tmp_path / f"d{big.suffix}", "w")
     storage["a"] = np.arange(10.0)
     lazy = storage.lazy("a")
     with pytest.raises(TypeError, match="read-only"):
@@ -354,20 +433,20 @@ def test_a_lazy_array_is_read_only_and_dies_with_its_storage(tmp_path: Path) -> 
             use()
     with pytest.raises(ValueError, match="closed"):
         storage.lazy("a")
-    assert "d.h5" in repr(lazy)
+    assert f"d{big.suffix}" in repr(lazy)
 
 
-def test_lazy_of_a_missing_key_is_no_data_source(tmp_path: Path) -> None:
-    with HDF5Storage(tmp_path / "m.h5", "w") as storage:
+def test_lazy_of_a_missing_key_is_no_data_source(tmp_path: Path, big: Big) -> None:
+    with big.open(tmp_path / f"m{big.suffix}", "w") as storage:
         with pytest.raises(NoDataSource, match="nope"):
             storage.lazy("nope")
         with pytest.raises(TypeError, match="data_key"):
             storage.lazy()
 
 
-def test_lazy_arrays_work_with_dask(tmp_path: Path) -> None:
+def test_lazy_arrays_work_with_dask(tmp_path: Path, big: Big) -> None:
     array = np.arange(100 * 6, dtype=np.float64).reshape(100, 6)
-    with HDF5Storage(tmp_path / "k.h5", "w") as storage:
+    with big.open(tmp_path / f"k{big.suffix}", "w") as storage:
         storage.append("a", array)
         lazy = storage.lazy("a")
         # dask ships no type information: reached through a module object.

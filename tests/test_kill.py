@@ -1,6 +1,7 @@
 """A writer killed with SIGKILL at any moment leaves a readable file with every returned write.
 
-Run for every backend: the keyed storages, HashedHDF5 in a journaled file, and HDF5 appends.
+Run for every backend: the keyed storages, HashedHDF5 in a journaled file, and the appends of
+HDF5Storage and ZarrStorage.
 ``CORELAY_KILL_TRIALS`` sets how many random kill moments ``test_random_kill_moments`` tries,
 ``CORELAY_FIRST_WRITE_TRIALS`` how many kills ``test_kill_while_creating_a_new_file`` tries, and
 ``CORELAY_APPEND_KILL_TRIALS`` how many kills of an appender
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 from corelay.io.journal import open_journaled
-from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource
+from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, ZarrStorage
 from tests.backends import Backend
 from tests.cases import assert_same_tree
 
@@ -244,15 +245,22 @@ def _same(actual: Any, expected: Any) -> bool:
 
 _APPENDER = """
 import sys
-from corelay.io.storage import HDF5Storage
+from corelay.io.storage import HDF5Storage, ZarrStorage
 from tests.test_kill import batch
 
-with HDF5Storage(sys.argv[1], "a", compression=sys.argv[2] or None) as storage:
+opener = {"hdf5": HDF5Storage, "zarr": ZarrStorage}[sys.argv[3]]
+with opener(sys.argv[1], "a", compression=sys.argv[2] or None) as storage:
     print(-1, flush=True)
     for index in range(100_000):
         storage.append("maps", batch(index))
         print(index, flush=True)
 """
+
+APPENDERS: dict[str, type[HDF5Storage] | type[ZarrStorage]] = {
+    "hdf5": HDF5Storage,
+    "zarr": ZarrStorage,
+}
+"""The storages that append, by the name the appender script takes."""
 
 
 def batch(index: int) -> np.ndarray[Any, Any]:
@@ -261,34 +269,58 @@ def batch(index: int) -> np.ndarray[Any, Any]:
     return np.full((rows, 3, 64), index, dtype=np.float32)
 
 
+def check_whole_batches(maps: np.ndarray[Any, Any]) -> int:
+    """Checks that ``maps`` holds batches 0, 1, ... of the appender, whole; returns how many."""
+    kept = 0
+    start = 0
+    while start < len(maps):
+        expected = batch(kept)
+        np.testing.assert_array_equal(maps[start : start + len(expected)], expected)
+        start += len(expected)
+        kept += 1
+    assert start == len(maps)
+    return kept
+
+
+def start_appender(path: Path, storage: str, compression: str = "") -> subprocess.Popen[str]:
+    """Starts the appender on ``path``; it prints each batch index once its append returned."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), *sys.path])}
+    return subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(path), compression, storage],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("storage", ["hdf5", "zarr"])
 @pytest.mark.parametrize("compression", ["", "gzip"])
 def test_a_killed_appender_keeps_every_returned_batch_whole(
-    tmp_path: Path, compression: str
+    tmp_path: Path, compression: str, storage: str
 ) -> None:
     """Each kill leaves the batches whose append returned, perhaps the next one, whole."""
+    opener = APPENDERS[storage]
     rng = random.Random(int(os.environ.get("CORELAY_KILL_SEED", "0")))
     for trial in range(int(os.environ.get("CORELAY_APPEND_KILL_TRIALS", "4"))):
-        path = tmp_path / f"append-{trial}.h5"
-        with HDF5Storage(path, "w"):
+        path = tmp_path / f"append-{trial}.{storage}"
+        with opener(path, "w"):
             pass
         lines = _kill_writer(
-            _APPENDER, [str(path), compression], rng.randint(1, 31), rng.uniform(0, 0.02)
+            _APPENDER,
+            [str(path), compression, storage],
+            rng.randint(1, 31),
+            rng.uniform(0, 0.02),
         )
         returned = max(int(line) for line in lines)
-        with HDF5Storage(path, "r") as storage:
-            if "maps" not in storage:
+        with opener(path, "r") as reader:
+            if "maps" not in reader:
                 assert returned == -1
                 continue
-            maps = storage["maps"]
-        kept = 0
-        start = 0
-        while start < len(maps):
-            expected = batch(kept)
-            np.testing.assert_array_equal(maps[start : start + len(expected)], expected)
-            start += len(expected)
-            kept += 1
-        assert start == len(maps)
+            maps = reader["maps"]
+        kept = check_whole_batches(maps)
         assert returned + 1 <= kept <= returned + 2
-        with HDF5Storage(path, "a") as storage:  # appending goes on after the kill
-            grown = storage.append("maps", batch(kept))
+        with opener(path, "a") as writer:  # appending goes on after the kill
+            grown = writer.append("maps", batch(kept))
         assert grown[0] == len(maps) + len(batch(kept))
+        with opener(path, "r") as reader:
+            assert check_whole_batches(reader["maps"]) == kept + 1

@@ -275,3 +275,23 @@ def test_negative_zeros_keep_their_sign(tmp_path: Path, value: Any) -> None:
     with ZarrStorage(tmp_path / "s.zarr", "w") as storage:
         storage["z"] = value
         assert np.asarray(storage["z"]).tobytes() == np.asarray(value).tobytes()
+
+
+def test_the_name_of_zarr_metadata_is_refused_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "names.zarr"
+    with ZarrStorage(path, "w") as storage:
+        storage["k"] = 1
+        before = sorted(p.relative_to(path) for p in path.rglob("*"))
+        with pytest.raises(ValueError, match=r"'zarr\.json'.*'x/zarr\.json'"):
+            storage["k"] = {"x": {"zarr.json": np.arange(3), "y": 2}}
+        with pytest.raises(ValueError, match=r"cannot write key 'a/zarr\.json'"):
+            storage["a/zarr.json"] = 1
+        with pytest.raises(ValueError, match=r"cannot append to key 'zarr\.json'"):
+            storage.append("zarr.json", np.arange(3))
+        assert sorted(p.relative_to(path) for p in path.rglob("*")) == before
+        assert storage["k"] == 1
+    cache = HashedZarr(tmp_path / "cache.zarr")
+    with pytest.raises(ValueError, match=r"zarr\.json"):
+        cache.write({"zarr.json": 1}, "input", None)
+    with pytest.raises(NoDataSource):
+        cache.read("input", None)

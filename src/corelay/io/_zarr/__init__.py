@@ -11,6 +11,9 @@ cannot see (dict order, a tuple's length, the NumPy dtype) are attributes:
   variable-length UTF-8 strings, fixed-length bytes (``S``) as ``uint8`` with one more axis;
 - a Python scalar or ``None`` is a group whose ``corelay.value`` attribute holds it (a float as
   the hexadecimal digits of its IEEE bits, bytes as base64).
+- an array made by ``append`` is an array like the others, with the attribute
+  ``corelay.appendable``, chunked for growth; each batch is committed by rewriting its metadata
+  document, which holds its shape, after the batch's chunks (see :mod:`.append`).
 
 Keys. An object store cannot rename, so a value is never written where readers look: the key
 ``a/b`` is a group (``corelay.kind = 'key'``) whose ``corelay.value`` attribute names the
@@ -21,7 +24,8 @@ the value, and the pointer again, and reads again if it changed. Groups that onl
 (the store's root, ``a`` for the key ``a/b``) have ``corelay.kind = 'keys'``.
 
 The modules: :mod:`.layout` (attributes, metadata documents, opening stores), :mod:`.read`,
-:mod:`.write` (writing a tree, replacing a key), :mod:`.describe` (what ``inspect`` and
+:mod:`.write` (writing a tree, replacing a key), :mod:`.append` (growing an array),
+:mod:`.lazy` (arrays read a slice at a time), :mod:`.describe` (what ``inspect`` and
 ``validate`` show) and :mod:`.storage` (:class:`~corelay.io.storage.ZarrStorage`). Only this
 module imports without zarr installed: the storages call :func:`require_zarr` first.
 """

@@ -28,6 +28,7 @@ from corelay.io._keys import TEMP_PREFIX
 from corelay.io.errors import UnreadableNodeError
 
 __all__ = [
+    "APPENDABLE_ATTR",
     "DTYPE_ATTR",
     "KEYS_ATTR",
     "KIND_ATTR",
@@ -58,6 +59,8 @@ LENGTH_ATTR = "corelay.length"
 DTYPE_ATTR = "corelay.dtype"
 #: Attribute of a Python scalar (its value) and of a key (the member holding its value).
 VALUE_ATTR = "corelay.value"
+#: Attribute of an array made by ``append``: it grows along its first axis.
+APPENDABLE_ATTR = "corelay.appendable"
 #: The metadata document of every node.
 METADATA = "zarr.json"
 #: The kinds of Python scalars, stored as a group's attribute.

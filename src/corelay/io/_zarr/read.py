@@ -435,3 +435,16 @@ async def list_keys(store: Store, path: str) -> list[str]:
     names = await _member_names(store, path)
     found = await asyncio.gather(*(get_doc(store, join(path, name)) for name in names))
     return [name for name, document in zip(names, found, strict=True) if document is not None]
+
+
+class TreeReader(_Reader):
+    """One read of a tree, as other modules of the format extend it (lazy reads).
+
+    Its methods check what they follow as :func:`read_node` does: ``node(path, document,
+    depth)`` reads a node, ``value(path, name, depth)`` a key's value, ``array(path, document,
+    attributes)`` an array.
+
+    Args:
+        store: The store.
+        limits: What the read may allocate.
+    """

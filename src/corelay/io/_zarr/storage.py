@@ -7,7 +7,9 @@ checked that zarr is there.
 import os
 from collections.abc import KeysView
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from numpy.typing import NDArray
 
 from corelay._typecheck import typechecked
 from corelay.io._base import Mode
@@ -15,12 +17,15 @@ from corelay.io._file_storage import FileStorage
 from corelay.io._keys import Key
 from corelay.io._zarr import ZarrStoreLike, require_zarr
 from corelay.io.errors import NoDataSource
-from corelay.io.tree import DEFAULT_MAX_READ_BYTES, Node, TreeInput
+from corelay.io.tree import DEFAULT_MAX_READ_BYTES, Node, TreeInput, validate
 
 if TYPE_CHECKING:
     from corelay.io._zarr.layout import Location
 
 __all__ = ["ZarrStorage"]
+
+ZarrCompression: TypeAlias = Literal["zstd", "gzip"] | None
+"""How a Zarr storage compresses arrays: zarr's zstd or gzip codec, or not at all."""
 
 
 @typechecked
@@ -34,6 +39,9 @@ class ZarrStorage(FileStorage):
     write survives the process being killed. Arrays are chunked and compressed (zstd by
     default); plain zarr and xarray read them. The layout is on the "Many processes, many
     machines" page of the documentation.
+
+    Big arrays: an array grows batch by batch (:meth:`append`) and is read a slice at a time
+    (:meth:`lazy`), as with :class:`~corelay.io.storage.HDF5Storage`.
     """
 
     io: Any
@@ -58,7 +66,7 @@ class ZarrStorage(FileStorage):
         mode: Mode = "r",
         data_key: str | None = None,
         *,
-        compression: Literal["zstd", "gzip"] | None = "zstd",
+        compression: ZarrCompression = "zstd",
     ) -> None:
         """Opens the store.
 
@@ -68,12 +76,14 @@ class ZarrStorage(FileStorage):
             mode: ``'r'`` reads an existing store; ``'w'`` empties the store, or creates it;
                 ``'a'`` reads and writes, creating the store if there is none.
             data_key: The key to address; may be given later with :meth:`at` or ``[]``.
-            compression: How arrays are compressed: ``'zstd'``, ``'gzip'`` or ``None``.
+            compression: How the arrays it writes are compressed, unless a write says
+                otherwise: ``'zstd'``, ``'gzip'`` or ``None``.
 
         Raises:
             ImportError: zarr is not installed (``pip install "corelay-io-storage[zarr]"``).
-            ValueError: ``mode``, ``compression`` or ``data_key`` is invalid.
-            TypeError: An unknown parameter or a value of the wrong type.
+            ValueError: ``mode`` or ``data_key`` is invalid.
+            TypeError: An unknown parameter, a value of the wrong type, or an unknown
+                ``compression``.
             FileNotFoundError: ``mode`` is ``'r'`` and there is no Zarr v3 store.
             FileExistsError: ``store`` holds something that is not a Zarr v3 store.
         """
@@ -86,14 +96,30 @@ class ZarrStorage(FileStorage):
         else:
             self._set_parameters(mode, data_key)
         array_codecs(compression)  # checked before the store is touched
-        self.compression: Literal["zstd", "gzip"] | None = compression
-        """How the arrays this storage writes are compressed."""
+        self._compression: ZarrCompression = compression
         self._location: Location = open_location(store, self.mode)
         if not isinstance(store, str | os.PathLike):
             self.path = Path(self._location.where)
         """The directory of a local store; for other stores, their description."""
         self.io = self._location.store
         self._open = [True]  # shared with views
+
+    @property
+    def compression(self) -> ZarrCompression:
+        """The default compression of the arrays this storage writes.
+
+        It applies to ``storage[key] = value``, :meth:`write` (unless it says otherwise) and
+        the first :meth:`append` of a key. Views made by :meth:`at` start with the storage's;
+        assigning an unknown value is a :class:`TypeError`.
+        """
+        return self._compression
+
+    @compression.setter
+    def compression(self, compression: ZarrCompression) -> None:
+        from corelay.io._zarr.write import array_codecs
+
+        array_codecs(compression)
+        self._compression = compression
 
     def _where(self) -> str:
         return self._location.where
@@ -127,7 +153,134 @@ class ZarrStorage(FileStorage):
         from corelay.io._zarr.layout import run
         from corelay.io._zarr.write import write_key
 
-        run(write_key(self._location, key.text, key.names, tree, node, self.compression))
+        run(write_key(self._location, key.text, key.names, tree, node, self._compression))
+
+    def write(
+        self,
+        data_out: TreeInput,
+        data_in: Any = None,
+        meta: Any = None,
+        *,
+        compression: ZarrCompression | Literal["default"] = "default",
+    ) -> None:
+        """Stores ``data_out`` at :attr:`data_key`, replacing what was there.
+
+        Args:
+            data_out: The tree: arrays, scalars, str, bytes, None, and dicts (str keys), tuples
+                and lists of them, at any depth.
+            data_in: Unused.
+            meta: Unused.
+            compression: How this write compresses its arrays (``'zstd'``, ``'gzip'`` or
+                ``None``); ``'default'``: as :attr:`compression` says.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: No data_key is set, a node of ``data_out`` cannot be stored (the
+                message names its path), or ``compression`` is unknown.
+            ValueError: The storage is closed, the key or a dict key is invalid, a node on the
+                key's path is an array, or a name on the key's path or a dict key is
+                ``'zarr.json'`` (the name of Zarr's metadata documents).
+        """
+        from corelay.io._zarr.layout import run
+        from corelay.io._zarr.write import write_key
+
+        key = self._checked(self._key())
+        self._check_writable()
+        node = validate(data_out, any_text=self._any_text)
+        chosen = self._compression if compression == "default" else compression
+        run(write_key(self._location, key.text, key.names, data_out, node, chosen))
+
+    def append(self, key: str, batch: NDArray[Any]) -> tuple[int, ...]:
+        """Appends ``batch`` to the array at ``key`` along its first axis.
+
+        The first append creates the array, in chunks of about 4 MiB of rows, compressed as
+        :attr:`compression` says, and marked as made to grow; reading the key returns the whole
+        array, and :meth:`lazy` a part of it. Each append is durable like a write: the batch's
+        chunks are written first, and the array's metadata document, which holds its shape,
+        last. A process killed during an append leaves the array as it was (whole batches
+        only), and readers in any process see the old shape or the new one. Everything is
+        checked before the store changes.
+
+        Concurrent appenders to one key are not supported: two processes appending to the same
+        key at once (or one appending while another replaces the key) can lose batches.
+        Appenders to different keys do not disturb each other.
+
+        Args:
+            key: Where the array is (``'a/b'`` for nested groups).
+            batch: Rows to append: a numeric array of the array's dtype, of one or more
+                dimensions, whose shape past the first axis is the array's.
+
+        Returns:
+            The array's shape after the append.
+
+        Raises:
+            NoDataTarget: The storage was opened read-only.
+            TypeError: ``batch`` is not a numeric array, or its dtype is not the array's, or
+                ``key`` holds something else than an array made by :meth:`append` (a group, a
+                scalar, an array written whole).
+            ValueError: ``batch`` is 0-d or its shape past the first axis is not the array's,
+                the key is invalid, a node on the key's path is an array, a name on it is
+                ``'zarr.json'``, or the storage is closed.
+            NoDataSource: The key points at a value that is missing from the store.
+        """
+        from corelay.io._zarr.append import append_batch, check_batch
+        from corelay.io._zarr.layout import run
+
+        checked = self._checked(key)
+        self._check_writable()
+        where = f"append to {key!r} in {self._where()}"
+        check_batch(batch, where)
+        return run(
+            append_batch(
+                self._location, checked.text, checked.names, batch, self._compression, where
+            )
+        )
+
+    def lazy(self, key: str | None = None) -> Any:
+        """Returns the tree at ``key`` with every numeric array a lazy array.
+
+        Every numeric array of one or more dimensions is a
+        :class:`~corelay.io.storage.LazyArray`: nothing of it is read until it is indexed, and
+        a slice reads only the chunks it touches. Other leaves (scalars, str, bytes, string
+        arrays) are read as :meth:`read` reads them. The arrays are read-only and usable until
+        the storage is closed; they keep the shape they had when ``lazy`` returned (rows
+        appended later are not seen).
+
+        If the key is replaced or deleted afterwards (by this process or another), its old
+        arrays are deleted: reading one of them then raises
+        :class:`~corelay.io.storage.NoDataSource` (each read checks, after reading, that the
+        key still holds the value it was opened on) rather than returning fill values. Call
+        ``lazy`` again for the new value.
+
+        Args:
+            key: The key; defaults to :attr:`data_key`.
+
+        Raises:
+            NoDataSource: Nothing, or an incomplete entry, is stored at the key.
+            UnreadableNodeError: A node breaks the rules of the format (as for :meth:`read`); a
+                leaf that is read, not lazy, is bounded by :attr:`max_read_bytes`.
+            TypeError: No key is given and no data_key is set.
+            ValueError: The storage is closed, or the key is invalid.
+        """
+        from corelay.io._zarr.layout import run
+        from corelay.io._zarr.lazy import lazy_key
+
+        checked = self._checked(key if key is not None else self._key())
+        opened = self._open
+
+        def alive() -> bool:
+            return opened[0]
+
+        from corelay.io._zarr.read import ReadLimits
+
+        path = self._location.path(*checked.names)
+        limits = ReadLimits(self.max_read_bytes)
+        try:
+            return run(lazy_key(self.io, path, self._where(), alive, limits))
+        except KeyError as error:
+            raise NoDataSource(
+                f"no data at key {checked.text!r} in {self._where()}: {error}"
+            ) from error
 
     def _has_key(self, key: Key) -> bool:
         from corelay.io._zarr.layout import run

@@ -40,8 +40,11 @@ from corelay.io.tree import Node
 __all__ = [
     "array_codecs",
     "array_metadata",
+    "check_names",
     "chunk_shape",
     "delete_key",
+    "make_parents",
+    "missing_parents",
     "replacing",
     "write_key",
     "write_tree",
@@ -144,12 +147,19 @@ def _stored(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 
 def array_metadata(
-    array: np.ndarray[Any, Any], attributes: dict[str, Any], compression: Compression
+    array: np.ndarray[Any, Any],
+    attributes: dict[str, Any],
+    compression: Compression,
+    chunks: tuple[int, ...] | None = None,
 ) -> ArrayV3Metadata:
-    """The Zarr metadata of ``array`` as this format stores it (see :func:`_stored`)."""
+    """The Zarr metadata of ``array`` as this format stores it (see :func:`_stored`).
+
+    ``chunks`` defaults to :func:`chunk_shape` of the array's own shape.
+    """
     data_type = parse_dtype(array.dtype, zarr_format=3)
     serializer = VLenUTF8Codec() if array.dtype.kind == "T" else BytesCodec()
-    chunks = chunk_shape(array.shape, array.dtype.itemsize or 16)
+    if chunks is None:
+        chunks = chunk_shape(array.shape, array.dtype.itemsize or 16)
     return ArrayV3Metadata(
         shape=array.shape,
         data_type=data_type,
@@ -189,15 +199,36 @@ async def _bounded(awaitables: Iterator[Awaitable[None]]) -> None:
             task.cancel()
 
 
+def check_names(names: list[str], what: str) -> None:
+    """Refuses a member name Zarr keeps for itself: its metadata documents are ``zarr.json``.
+
+    Raises:
+        ValueError: A name is ``'zarr.json'``; the message names ``what`` and where it is.
+    """
+    if METADATA in names:
+        where = "/".join(names[: names.index(METADATA) + 1])
+        raise ValueError(
+            f"{what}: the name {METADATA!r} (at {where!r}) cannot be stored in a Zarr store, "
+            "whose metadata documents have that name"
+        )
+
+
 async def write_tree(
     store: Store, path: str, value: Any, node: Node, compression: Compression
 ) -> None:
-    """Writes the validated ``value``, described by ``node``, as the node at ``path``."""
+    """Writes the validated ``value``, described by ``node``, as the node at ``path``.
+
+    Raises:
+        ValueError: A dict key of ``value`` is ``'zarr.json'``. Nothing is written.
+    """
+    items = list(_nodes(path, value, node))
+    for item in items:  # checked before the first write
+        check_names(item.path[len(path) + 1 :].split("/"), "cannot write the tree")
     await _bounded(
         _write_array(store, item, compression)
         if isinstance(item, _Array)
         else put_group(store, item.path, item.attributes)
-        for item in _nodes(path, value, node)
+        for item in items
     )
 
 
@@ -283,17 +314,34 @@ async def write_key(
     """Writes ``value`` as the key ``names`` of ``location``, creating the groups on its path.
 
     Raises:
-        ValueError: A node on the key's path is an array. Nothing is written.
+        ValueError: A node on the key's path is an array, or a name is ``'zarr.json'``.
+            Nothing is written.
     """
-    store = location.store
+    check_names(names, f"cannot write key {key!r}")
+    missing = await missing_parents(location, key, names)
+    await replacing(location.store, location.path(*names), value, node, compression)
+    await make_parents(location.store, missing)
+
+
+async def missing_parents(location: Location, key: str, names: list[str]) -> list[str]:
+    """The store paths of the groups on the way to the key ``names`` that do not exist yet.
+
+    Raises:
+        ValueError: A node on the key's path is an array.
+    """
     parents = [location.path(*names[:depth]) for depth in range(1, len(names))]
-    documents = await asyncio.gather(*(get_doc(store, parent) for parent in parents))
+    documents = await asyncio.gather(*(get_doc(location.store, parent) for parent in parents))
     for depth, document in enumerate(documents):
         if document is not None and document.get("node_type") != "group":
             where = "/".join(names[: depth + 1])
             raise ValueError(f"cannot write key {key!r}: {where!r} is an array, not a group")
-    await replacing(store, location.path(*names), value, node, compression)
-    # The groups on the way, innermost first: the key appears when the outermost new one does.
-    for parent, document in reversed(list(zip(parents, documents, strict=True))):
-        if document is None:
-            await put_group(store, parent, {KIND_ATTR: "keys"})
+    return [parent for parent, document in zip(parents, documents, strict=True) if document is None]
+
+
+async def make_parents(store: Store, missing: list[str]) -> None:
+    """Writes the groups of keys :func:`missing_parents` found missing, innermost first.
+
+    The key appears to readers when the outermost new group does.
+    """
+    for parent in reversed(missing):
+        await put_group(store, parent, {KIND_ATTR: "keys"})
