@@ -132,7 +132,8 @@ def test_a_length_of_billions_is_a_missing_item_at_once(tmp_path: Path) -> None:
     store, value = _store(tmp_path, [1, 2])
     _edit(store, value, _set_attribute("corelay.length", 10**12))
     started = time.monotonic()
-    with pytest.raises(NoDataSource, match="/2'"):
+    # Items are requested in concurrent batches: whichever missing one answers first is named.
+    with pytest.raises(NoDataSource, match=r"/\d+'"):
         _read(store)
     assert "has no item 2" in str(find_problems(describe_file(store)))
     assert time.monotonic() - started < 10
