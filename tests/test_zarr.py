@@ -295,3 +295,24 @@ def test_the_name_of_zarr_metadata_is_refused_before_writing(tmp_path: Path) -> 
         cache.write({"zarr.json": 1}, "input", None)
     with pytest.raises(NoDataSource):
         cache.read("input", None)
+
+
+def test_a_store_created_by_another_writer_while_opening_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers opening one new store on an object store: the other one's root group appears
+    # between this one looking for it and listing the prefix.
+    import corelay.io._zarr.layout as layout
+
+    store = LocalStore(tmp_path / "s.zarr")
+    HashedZarr(store).write(1, "input", None)  # the other writer, done first here
+    real_get_doc = layout.get_doc
+    looked: list[str] = []
+
+    async def late_get_doc(store: Any, path: str) -> Any:
+        looked.append(path)
+        return None if len(looked) == 1 else await real_get_doc(store, path)
+
+    monkeypatch.setattr(layout, "get_doc", late_get_doc)
+    assert HashedZarr(store).read("input", None) == 1
+    assert len(looked) >= 2

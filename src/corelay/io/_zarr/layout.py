@@ -281,8 +281,11 @@ async def _prepare(location: Location, mode: str, root_kind: str) -> None:
     if root is None:
         names = [name async for name in location.store.list_dir(location.prefix)]
         if any(not name.endswith(".partial") for name in names):
-            raise FileExistsError(f"{location.where} holds objects but no Zarr v3 group")
-    elif mode == "w":
+            # Another writer may have created the store since it was looked for.
+            root = await get_doc(location.store, location.prefix)
+            if root is None:
+                raise FileExistsError(f"{location.where} holds objects but no Zarr v3 group")
+    if root is not None and mode == "w":
         if location.prefix:
             await location.store.delete_dir(location.prefix)
         else:
