@@ -7,6 +7,7 @@ without bound, allocating what the store does not hold, or blocking on a special
 """
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -490,3 +491,31 @@ def test_an_inner_chunk_of_a_shard_decompressing_beyond_its_array_is_refused(
         pytest.raises(UnreadableNodeError, match="small: a zstd chunk decompresses to"),
     ):
         storage["small"]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_chunk_shape_far_beyond_a_small_array_is_bounded_by_the_limit(
+    tmp_path: Path, lazy: bool
+) -> None:
+    store, node = _store(tmp_path, np.arange(4.0))
+    # A 4-element array whose chunks hold 2**22 float64 (32 MiB): a chunk is decoded whole.
+    _edit(store, node, lambda d: d["chunk_grid"]["configuration"].update(chunk_shape=[2**22]))
+    data = np.zeros(2**22)
+    data[:4] = np.arange(4.0)
+    frame = bytes(importlib.import_module("numcodecs").Zstd().encode(data.tobytes()))
+    for chunk in _chunk_files(store / node):
+        chunk.unlink()
+    (store / node / "c" / "0").write_bytes(frame)
+    assert len(frame) < 2**20
+    with ZarrStorage(store, "r") as storage:
+        storage.max_read_bytes = 2**20
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnreadableNodeError, match=f"{node}: a chunk of shape .* decodes"):
+                storage.lazy("k")[:2] if lazy else storage["k"]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 2**20
+        storage.max_read_bytes = 64 * 2**20
+        np.testing.assert_array_equal(storage.lazy("k")[:] if lazy else storage["k"], data[:4])

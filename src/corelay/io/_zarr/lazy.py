@@ -20,7 +20,6 @@ import numpy as np
 from zarr.abc.codec import Codec
 from zarr.abc.store import Store
 from zarr.core.array import AsyncArray
-from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import StorePath
 
@@ -33,7 +32,13 @@ from corelay.io._zarr.layout import (
     get_doc,
     run,
 )
-from corelay.io._zarr.read import ReadLimits, TreeReader, array_metadata_of, value_name
+from corelay.io._zarr.read import (
+    ReadLimits,
+    TreeReader,
+    array_metadata_of,
+    check_chunk_size,
+    value_name,
+)
 from corelay.io.errors import NoDataSource, UnreadableNodeError
 from corelay.io.lazy import LazyArray
 from corelay.io.tree import dtype_problem
@@ -181,8 +186,8 @@ class _LazyReader(TreeReader):
         stored = metadata.dtype.to_native_dtype()
         if (stored.kind, stored.itemsize) != (dtype.kind, dtype.itemsize):
             raise UnreadableNodeError(f"{path}: data of {stored} is not {dtype}")
-        if not isinstance(metadata.chunk_grid, RegularChunkGrid):
-            raise UnreadableNodeError(f"{path}: a chunk grid other than a regular one")
+        # A slice decodes each chunk it touches whole.
+        check_chunk_size(path, metadata, self.limits.max_bytes)
         # Named as the user knows it: without the members that hold keys' values.
         name = "/".join(part for part in path.split("/") if not part.startswith(TEMP_PREFIX))
         where = f"{name!r} in {self.where}"

@@ -43,6 +43,7 @@ from corelay.io.tree import DEFAULT_MAX_READ_BYTES, MAX_DEPTH, dtype_problem
 __all__ = [
     "ReadLimits",
     "array_metadata_of",
+    "check_chunk_size",
     "check_declared",
     "dict_keys",
     "first_missing_item",
@@ -321,6 +322,7 @@ async def check_declared(
         raise UnreadableNodeError(f"{path}: a chunk grid other than a regular one")
     chunks = inner_chunk_count(metadata, grid.chunk_shape)
     native = metadata.dtype.to_native_dtype()
+    check_chunk_size(path, metadata, limits.max_bytes)
     # The data, and the index entries of a sharded array's inner chunks (16 bytes each).
     size = math.prod(metadata.shape) * max(native.itemsize, 1) + 16 * chunks
     if declared + size <= limits.max_bytes and chunks <= _MAX_MISSING_CHUNKS:
@@ -340,6 +342,29 @@ async def check_declared(
             f"max_read_bytes = {limits.max_bytes}"
         )
     return declared
+
+
+def check_chunk_size(path: str, metadata: ArrayV3Metadata, most: int) -> None:
+    """Refuses an array whose chunks decode to more than its data and than ``most`` bytes.
+
+    A chunk (a shard, if the array is sharded) is decoded whole however little of it lies in
+    the array: a chunk shape far beyond a small array's shape is what a read allocates.
+
+    Raises:
+        UnreadableNodeError: One chunk decodes to more bytes than the whole array holds and
+            than ``most``.
+    """
+    grid = metadata.chunk_grid
+    if not isinstance(grid, RegularChunkGrid):
+        raise UnreadableNodeError(f"{path}: a chunk grid other than a regular one")
+    itemsize = max(metadata.dtype.to_native_dtype().itemsize, 1)
+    size = math.prod(grid.chunk_shape) * itemsize
+    if size > max(most, math.prod(metadata.shape) * itemsize):
+        raise UnreadableNodeError(
+            f"{path}: a chunk of shape {grid.chunk_shape} of {metadata.dtype.to_native_dtype()} "
+            f"decodes to {size} bytes, more than the array of shape {metadata.shape} holds and "
+            f"than max_read_bytes = {most}"
+        )
 
 
 async def _member_names(store: Store, path: str) -> list[str]:
