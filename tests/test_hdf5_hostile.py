@@ -744,3 +744,25 @@ def test_gzip_datasets_written_by_the_storage_read_exactly(tmp_path: Path) -> No
         storage["x"] = {"a": values, "b": values[:, :3].astype("f2")}
     with HDF5Storage(tmp_path / "s.h5", "r") as storage:
         assert_same_tree(storage["x"], {"a": values, "b": values[:, :3].astype("f2")})
+
+
+def test_a_lazy_slice_with_a_long_step_checks_only_the_chunks_it_selects(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.h5"
+    with HDF5Storage(path, "w", compression="gzip") as storage:
+        storage["k"] = np.arange(4.0)
+    with h5py.File(path, "a") as file:
+        attributes = dict(file["k"].attrs)
+        del file["k"]
+        # 10**8 chunks of one element declared, none written: a file of a few kilobytes.
+        sparse = file.create_dataset("k", (10**8,), "f8", chunks=(1,), compression="gzip")
+        sparse[5 * 10**7] = 3.0
+        for name, value in attributes.items():
+            sparse.attrs[name] = value
+    with HDF5Storage(path, "r") as storage:
+        lazy = storage.lazy("k")
+        started = time.monotonic()
+        block = lazy[:: 10**7]
+        # Walking every chunk between the first and last index selected takes minutes.
+        assert time.monotonic() - started < 5
+        np.testing.assert_array_equal(block, [0, 0, 0, 0, 0, 3, 0, 0, 0, 0])
+        np.testing.assert_array_equal(lazy[6 * 10**7 : 4 * 10**7 : -(10**7)], [0, 3])

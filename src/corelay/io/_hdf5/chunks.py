@@ -20,7 +20,7 @@ Contiguous, compact and unfiltered chunked datasets are read by HDF5 as they are
 import itertools
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,12 +297,16 @@ def check_chunks(
 def _touched(
     chunk: tuple[int, ...], shape: tuple[int, ...], selection: tuple[slice, ...]
 ) -> Iterator[tuple[int, ...]]:
-    # The offsets of the chunks from the first to the last index a block selects, on each axis.
-    ranges: list[range] = []
+    # The offsets of the chunks holding an index a block selects, on each axis: with a step of
+    # a chunk or more, one chunk per index, not every chunk between the first and the last.
+    ranges: list[Sequence[int]] = []
     for length, size, part in zip(chunk, shape, selection, strict=True):
         indices = range(*part.indices(size))
         if not indices:
             return iter(())
+        if abs(indices.step) >= length:
+            ranges.append(sorted(index // length * length for index in indices))
+            continue
         first, last = min(indices[0], indices[-1]), max(indices[0], indices[-1])
         ranges.append(range(first // length * length, last + 1, length))
     return itertools.product(*ranges)
