@@ -766,3 +766,26 @@ def test_a_lazy_slice_with_a_long_step_checks_only_the_chunks_it_selects(tmp_pat
         assert time.monotonic() - started < 5
         np.testing.assert_array_equal(block, [0, 0, 0, 0, 0, 3, 0, 0, 0, 0])
         np.testing.assert_array_equal(lazy[6 * 10**7 : 4 * 10**7 : -(10**7)], [0, 3])
+
+
+def test_a_filtered_chunk_far_beyond_its_dataset_counts_against_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "big-chunk.h5"
+    with h5py.File(path, "w") as file:
+        dataset = file.create_dataset(
+            "k", (4,), "f8", maxshape=(None,), chunks=(2**23,), compression="gzip"
+        )
+        dataset[:] = [7, 7, 7, 7]  # a 64 MiB chunk, a few KiB in the file
+    with HDF5Storage(path, "r") as storage:
+        storage.max_read_bytes = 16 * 2**20
+        tracemalloc.start()
+        try:
+            with pytest.raises(UnreadableNodeError, match="max_read_bytes"):
+                storage["k"]
+            with pytest.raises(UnreadableNodeError, match="max_read_bytes"):
+                storage.lazy("k")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 2**20
+        storage.max_read_bytes = 128 * 2**20
+        assert storage["k"].tolist() == [7, 7, 7, 7]

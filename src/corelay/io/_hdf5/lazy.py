@@ -1,5 +1,6 @@
 """HDF5 datasets as sources of :class:`~corelay.io.lazy.LazyArray`."""
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -8,6 +9,8 @@ import numpy as np
 from h5py import h5d, h5p
 
 from corelay.io._hdf5.chunks import check_chunks, pipeline
+from corelay.io.errors import UnreadableNodeError
+from corelay.io.tree import DEFAULT_MAX_READ_BYTES
 
 #: The filters the storages write, by HDF5 filter id.
 _FILTER_NAMES = {1: "gzip", 32000: "lzf", 32015: "zstd"}
@@ -45,9 +48,11 @@ class DatasetSource:
         where: How errors name it.
         alive: Tells whether the storage that opened it is open.
         any_filter: Read chunks through filters whose output size cannot be checked.
+        max_bytes: The most a filtered chunk larger than the whole dataset may hold.
 
     Raises:
-        UnreadableNodeError: A filter whose output cannot be bounded, without ``any_filter``.
+        UnreadableNodeError: A filter whose output cannot be bounded, without ``any_filter``, or
+            filtered chunks beyond both the dataset's size and ``max_bytes``.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class DatasetSource:
         where: str,
         alive: Callable[[], bool],
         any_filter: bool = False,
+        max_bytes: int = DEFAULT_MAX_READ_BYTES,
     ) -> None:
         self._dataset = h5py.Dataset(dataset)
         self._alive = alive
@@ -69,6 +75,14 @@ class DatasetSource:
         self.where = where
         # The chunks a slice touches are checked before HDF5 decodes them.
         self._pipeline = pipeline(dataset, where, any_filter)
+        if self._pipeline is not None and self.chunks is not None:
+            # A filtered chunk is decoded whole, however little of it a slice selects.
+            chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
+            if chunk_bytes > max(math.prod(shape) * self.dtype.itemsize, max_bytes):
+                raise UnreadableNodeError(
+                    f"{where}: a chunk of {chunk_bytes} bytes, beyond the dataset and "
+                    f"max_read_bytes = {max_bytes}"
+                )
 
     def alive(self) -> bool:
         """Tells whether the storage and the dataset are open."""

@@ -327,8 +327,13 @@ class _Reader:
         count = 1 if shape is None else math.prod(shape)
         declared = count * (_VLEN_ITEM_BYTES if dtype.kind == "O" else dtype.itemsize)
         stored = dataset.get_storage_size()
+        plist = dataset.get_create_plist()
+        if plist.get_layout() == h5d.CHUNKED and plist.get_nfilters():
+            # A filtered chunk is decoded whole: a chunk far larger than its dataset declares
+            # what decoding it allocates.
+            chunk_bytes = math.prod(plist.get_chunk()) * max(dtype.itemsize, 1)
+            declared = max(declared, chunk_bytes)
         if not self.limits.external:
-            plist = dataset.get_create_plist()
             if plist.get_layout() == h5d.VIRTUAL:
                 raise UnreadableNodeError(
                     f"{path}: a virtual dataset, made of other datasets: not read "

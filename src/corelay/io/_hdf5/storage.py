@@ -296,7 +296,10 @@ class HDF5Storage(FileStorage):
             return bool(io.id.valid)
 
         def leaf(dataset: h5d.DatasetID, path: str) -> LazyArray:
-            return LazyArray(DatasetSource(dataset, f"{path!r} in {file!r}", alive))
+            source = DatasetSource(
+                dataset, f"{path!r} in {file!r}", alive, max_bytes=limits.max_bytes
+            )
+            return LazyArray(source)
 
         try:
             return _hdf5.read_node(found, limits, "/" + checked.text, leaf)
