@@ -16,6 +16,7 @@ from typing import NamedTuple, TextIO
 from pydantic import JsonValue
 
 from corelay import _installed
+from corelay._cli_s3 import add_s3_options, given_s3_flags, s3_options
 from corelay.io.describe import (
     ContainerDescription,
     Description,
@@ -24,7 +25,6 @@ from corelay.io.describe import (
     HashedGroupDescription,
     LeafDescription,
     NotAStorageFileError,
-    S3Options,
     describe_file,
     describe_url,
     find_problems,
@@ -94,65 +94,18 @@ def _describe(path: Path, key: str | None) -> FileDescription:
         progress.close()
 
 
-# The options of an object store: argparse destination -> flag.
-_S3_FLAGS = {
-    "endpoint_url": "--endpoint-url",
-    "region": "--region",
-    "anonymous": "--anonymous",
-    "timeout": "--timeout",
-}
-
-
 def _describe_target(args: argparse.Namespace, key: str | None) -> FileDescription:
     """Describes the local file or store, or the ``s3://`` URL, that ``args.file`` names."""
-    given = [
-        flag
-        for name, flag in _S3_FLAGS.items()
-        if getattr(args, name) is not None and getattr(args, name) is not False
-    ]
     if not is_url(args.file):
+        given = given_s3_flags(args)
         if given:
             raise ValueError(f"{', '.join(given)}: only for s3:// URLs, not the path {args.file!r}")
         return _describe(Path(args.file), key)
-    options = S3Options(
-        endpoint_url=args.endpoint_url,
-        region=args.region,
-        anonymous=args.anonymous,
-        timeout=args.timeout if args.timeout is not None else S3Options.timeout,
-    )
     progress = TerminalProgress(f"reading {args.file}")
     try:
-        return describe_url(args.file, key, progress, options)
+        return describe_url(args.file, key, progress, s3_options(args))
     finally:
         progress.close()
-
-
-def _add_s3_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "S3 (for s3://bucket/prefix)",
-        "Credentials come from the AWS environment variables (AWS_ACCESS_KEY_ID, "
-        "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); they are never printed.",
-    )
-    group.add_argument(
-        _S3_FLAGS["endpoint_url"],
-        metavar="URL",
-        help="the server of an S3-compatible store, such as MinIO or SeaweedFS "
-        "(default: AWS_ENDPOINT_URL, else AWS S3)",
-    )
-    group.add_argument(
-        _S3_FLAGS["region"], help="the bucket's region (default: AWS_REGION, else us-east-1)"
-    )
-    group.add_argument(
-        _S3_FLAGS["anonymous"],
-        action="store_true",
-        help="send unsigned requests, without credentials (a public bucket)",
-    )
-    group.add_argument(
-        _S3_FLAGS["timeout"],
-        type=float,
-        metavar="SECONDS",
-        help=f"fail a request that takes longer, retries included (default: {S3Options.timeout:g})",
-    )
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -446,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--json", action="store_true", help="print the description as JSON (see the schemas)"
     )
-    _add_s3_options(inspect)
+    add_s3_options(inspect)
     inspect.set_defaults(handler=_inspect)
 
     validate = commands.add_parser(
@@ -458,7 +411,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "file", help="the storage file, a Zarr store's directory, or s3://bucket/prefix"
     )
-    _add_s3_options(validate)
+    add_s3_options(validate)
     validate.set_defaults(handler=_validate)
 
     schema = commands.add_parser(
