@@ -162,6 +162,10 @@ class LocalDirectoryStore(LocalStore):
         """Reads the object at ``key`` (or the part ``byte_range`` asks for); ``None`` if absent."""
         if not self._is_open:
             await self._open()
+        if key.endswith(METADATA):
+            # A metadata document is a few hundred bytes: read at once, it costs less than the
+            # hand-over to a worker thread (a third of a small read or a lazy slice).
+            return self._read(key, prototype or default_buffer_prototype(), byte_range)
         return await asyncio.to_thread(
             self._read, key, prototype or default_buffer_prototype(), byte_range
         )
