@@ -19,7 +19,7 @@ from corelay.io._hdf5.layout import PLAIN_KINDS, memory_type, str_attr
 from corelay.io._hdf5.lazy import DatasetSource
 from corelay.io._hdf5.write import Compression, check_compression, create_resizable
 from corelay.io._keys import TEMP_PREFIX, Key
-from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.errors import NoDataSource
 from corelay.io.lazy import LazyArray
 from corelay.io.tree import Node, TreeInput, validate
 
@@ -204,12 +204,11 @@ class HDF5Storage(FileStorage):
             ImportError: ``compression='zstd'`` without hdf5plugin.
         """
         if compression == "default":
-            self._write_checked(self._key(), data_out)
-            return
-        check_compression(compression)
+            compression = self._compression
+        else:
+            check_compression(compression)
         key = self._checked(self._key())
-        if self.mode == "r":
-            raise NoDataTarget(f"HDF5Storage {str(self.path)!r} is open read-only ('r')")
+        self._check_writable()
         _write_tree(
             self.io, key, data_out, validate(data_out, any_text=self._any_text), compression
         )
@@ -244,8 +243,7 @@ class HDF5Storage(FileStorage):
                 the key is invalid, or the storage is closed.
         """
         checked = self._checked(key)
-        if self.mode == "r":
-            raise NoDataTarget(f"HDF5Storage {str(self.path)!r} is open read-only ('r')")
+        self._check_writable()
         where = f"append to {key!r} in {str(self.path)!r}"
         if batch.dtype.kind not in PLAIN_KINDS or batch.dtype.fields is not None:
             raise TypeError(f"{where}: batch has dtype {batch.dtype}, not a numeric dtype")

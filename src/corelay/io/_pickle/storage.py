@@ -9,7 +9,7 @@ from corelay.io._base import Mode
 from corelay.io._file_storage import FileStorage
 from corelay.io._keys import Key
 from corelay.io._pickle import records
-from corelay.io.errors import NoDataSource, NoDataTarget
+from corelay.io.errors import NoDataSource
 from corelay.io.tree import Node, TreeInput
 
 
@@ -156,6 +156,5 @@ class PickleStorage(FileStorage):
         """
         if self._closed():
             raise ValueError(f"I/O operation on a closed PickleStorage ({str(self.path)!r})")
-        if self.mode == "r":
-            raise NoDataTarget(f"PickleStorage {str(self.path)!r} is open read-only ('r')")
+        self._check_writable()
         return self._records.compact()
