@@ -154,9 +154,9 @@ def test_unknown_compression_is_refused_before_the_file_changes(tmp_path: Path, 
     with big.open(path, "w", "k") as storage:
         storage.write(1)
         with pytest.raises(TypeError, match="brotli"):
-            storage.write(_maps(4), compression="brotli")  # type: ignore[arg-type]
+            storage.write(_maps(4), compression="brotli")  # type: ignore[arg-type]  # the mistake under test
         with pytest.raises(TypeError, match="brotli"):
-            storage.compression = "brotli"  # type: ignore[assignment]
+            storage.compression = "brotli"  # type: ignore[assignment]  # the mistake under test
         assert storage["k"] == 1 and storage.compression in (None, "zstd")
         storage.compression = big.other
         storage.write(_maps(4))
