@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 import time
-import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from corelay.io import _hdf5
 from corelay.io.storage import HashedHDF5, HDF5Storage, NoDataSource, UnreadableNodeError
 from corelay.io.tree import MAX_DEPTH
 from tests.cases import assert_same_tree
+from tests.memory import traced_peak
 
 
 def _crafted(path: Path, build: Callable[[h5py.File], None]) -> Path:
@@ -154,12 +154,12 @@ def test_declared_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
     path = _crafted(tmp_path / "declared.h5", _declared)
     assert path.stat().st_size < 16_000
     with HDF5Storage(path, "r") as storage:
-        tracemalloc.start()
-        with pytest.raises(UnreadableNodeError, match=r"/huge: declares 2147483648 bytes"):
+        with (
+            traced_peak() as peak,
+            pytest.raises(UnreadableNodeError, match=r"/huge: declares 2147483648 bytes"),
+        ):
             storage["huge"]
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert peak < 1_000_000
+        assert peak.bytes < 1_000_000
         assert_same_tree(storage["small"], np.full(2**17, 7.0))  # 1 MiB: under the default
         storage.max_read_bytes = 2**19
         with pytest.raises(UnreadableNodeError, match="raise max_read_bytes"):
@@ -490,8 +490,7 @@ def _bomb_file(path: Path, shuffle: bool = False, dtype: str = "i8") -> Path:
 def test_gzip_bombs_are_refused_before_allocating(tmp_path: Path, shuffle: bool) -> None:
     path = _bomb_file(tmp_path / "bomb.h5", shuffle)
     start = time.perf_counter()
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         with HDF5Storage(path, "r") as storage:
             with pytest.raises(UnreadableNodeError, match=r"^/k: the gzip chunk at \(0,\) decomp"):
                 storage["k"]
@@ -509,10 +508,7 @@ def test_gzip_bombs_are_refused_before_allocating(tmp_path: Path, shuffle: bool)
             # What HashedHDF5 reads entries with.
             with pytest.raises(UnreadableNodeError, match=r"^/k: the gzip chunk"):
                 _hdf5.read_array(dataset.id)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 << 20, peak
+    assert peak.bytes < 16 << 20, peak.bytes
     assert time.perf_counter() - start < 5
 
 
@@ -544,14 +540,10 @@ def test_inspect_of_a_gzip_bomb_ends_quickly(
 ) -> None:
     path = _bomb_file(tmp_path / "bomb.h5")
     start = time.perf_counter()
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         assert main(["inspect", str(path)]) == 0
         assert main(["inspect", "--json", str(path), "k"]) == 0
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 32 << 20, peak
+    assert peak.bytes < 32 << 20, peak.bytes
     assert time.perf_counter() - start < 10
     assert "Traceback" not in capsys.readouterr().err
 
@@ -577,23 +569,18 @@ def test_zstd_bombs_are_refused_before_allocating(tmp_path: Path) -> None:
             (0,), b"not zstd at all"
         )
         file.create_dataset("fine", data=np.arange(10.0), **options)
-    tracemalloc.start()
-    try:
-        with HDF5Storage(path, "r") as storage:
-            with pytest.raises(UnreadableNodeError, match=r"^/k: the zstd chunk at \(0,\) decl"):
-                storage["k"]
-            with pytest.raises(UnreadableNodeError, match=r"declares 16 bytes; .* holds 32"):
-                storage["short"]
-            with pytest.raises(UnreadableNodeError, match=r"^/junk: the chunk at .* not a zstd"):
-                storage["junk"]
-            with pytest.raises(UnreadableNodeError, match="the zstd chunk"):
-                storage.lazy("k")[:1]
-            assert_same_tree(storage["fine"], np.arange(10.0))
-            assert_same_tree(storage.lazy("fine")[3:5], np.arange(3.0, 5.0))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 << 20, peak
+    with traced_peak() as peak, HDF5Storage(path, "r") as storage:
+        with pytest.raises(UnreadableNodeError, match=r"^/k: the zstd chunk at \(0,\) decl"):
+            storage["k"]
+        with pytest.raises(UnreadableNodeError, match=r"declares 16 bytes; .* holds 32"):
+            storage["short"]
+        with pytest.raises(UnreadableNodeError, match=r"^/junk: the chunk at .* not a zstd"):
+            storage["junk"]
+        with pytest.raises(UnreadableNodeError, match="the zstd chunk"):
+            storage.lazy("k")[:1]
+        assert_same_tree(storage["fine"], np.arange(10.0))
+        assert_same_tree(storage.lazy("fine")[3:5], np.arange(3.0, 5.0))
+    assert peak.bytes < 16 << 20, peak.bytes
 
 
 def _truncated(good: bytes) -> bytes:
@@ -777,15 +764,11 @@ def test_a_filtered_chunk_far_beyond_its_dataset_counts_against_the_limit(tmp_pa
         dataset[:] = [7, 7, 7, 7]  # a 64 MiB chunk, a few KiB in the file
     with HDF5Storage(path, "r") as storage:
         storage.max_read_bytes = 16 * 2**20
-        tracemalloc.start()
-        try:
+        with traced_peak() as peak:
             with pytest.raises(UnreadableNodeError, match="max_read_bytes"):
                 storage["k"]
             with pytest.raises(UnreadableNodeError, match="max_read_bytes"):
                 storage.lazy("k")
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak < 8 * 2**20
+        assert peak.bytes < 8 * 2**20
         storage.max_read_bytes = 128 * 2**20
         assert storage["k"].tolist() == [7, 7, 7, 7]

@@ -21,6 +21,7 @@ from corelay.io import _pickle
 from corelay.io.describe import NotAStorageFileError, describe_file, find_problems
 from corelay.io.storage import NoDataSource, PickleStorage
 from tests.cases import assert_same_tree
+from tests.memory import traced_peak
 
 # ---------------------------------------------------------------------------- record builders
 
@@ -170,12 +171,9 @@ def test_a_container_holding_itself_is_refused(tmp_path: Path, opcodes: bytes) -
 
 
 def _peak_of(action: Any) -> int:
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         action()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return peak.bytes
 
 
 def test_a_memo_index_beyond_the_record_is_refused(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from corelay.io.describe import describe_file, find_problems
 from corelay.io.errors import NoDataSource, UnreadableNodeError
 from corelay.io.storage import ZarrStorage
+from tests.memory import traced_peak
 
 pytest.importorskip("zarr")
 
@@ -236,14 +236,9 @@ def test_an_array_declaring_billions_of_chunks_is_refused_before_reading(tmp_pat
 def test_declared_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
     store, node = _store(tmp_path, np.arange(4, dtype=np.int64))
     _declare_shape(store, node, [2**28], [2**28])  # 2 GiB in one chunk the store lacks
-    tracemalloc.start()
-    try:
-        with pytest.raises(UnreadableNodeError, match="max_read_bytes"):
-            _read(store)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 2**20
+    with traced_peak() as peak, pytest.raises(UnreadableNodeError, match="max_read_bytes"):
+        _read(store)
+    assert peak.bytes < 16 * 2**20
 
 
 def test_the_limit_counts_what_arrays_declare_beyond_what_is_stored(tmp_path: Path) -> None:
@@ -462,14 +457,12 @@ def test_a_chunk_decompressing_beyond_its_array_is_refused_before_allocating(
     else:
         bomb = _chunk_files(plain_zarr / f"bomb-{compression}")[0].read_bytes()
     _chunk_files(store / node)[0].write_bytes(bomb)
-    tracemalloc.start()
-    try:
-        with pytest.raises(UnreadableNodeError, match=f"{node}: a .* chunk decompresses to"):
-            _read(store)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 2**20
+    with (
+        traced_peak() as peak,
+        pytest.raises(UnreadableNodeError, match=f"{node}: a .* chunk decompresses to"),
+    ):
+        _read(store)
+    assert peak.bytes < 16 * 2**20
 
 
 def test_plain_zarr_arrays_of_every_codec_it_writes_read(plain_zarr: Path) -> None:
@@ -509,13 +502,11 @@ def test_a_chunk_shape_far_beyond_a_small_array_is_bounded_by_the_limit(
     assert len(frame) < 2**20
     with ZarrStorage(store, "r") as storage:
         storage.max_read_bytes = 2**20
-        tracemalloc.start()
-        try:
-            with pytest.raises(UnreadableNodeError, match=f"{node}: a chunk of shape .* decodes"):
-                storage.lazy("k")[:2] if lazy else storage["k"]
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak < 8 * 2**20
+        with (
+            traced_peak() as peak,
+            pytest.raises(UnreadableNodeError, match=f"{node}: a chunk of shape .* decodes"),
+        ):
+            storage.lazy("k")[:2] if lazy else storage["k"]
+        assert peak.bytes < 8 * 2**20
         storage.max_read_bytes = 64 * 2**20
         np.testing.assert_array_equal(storage.lazy("k")[:] if lazy else storage["k"], data[:4])
